@@ -1,0 +1,16 @@
+"""nqs: neural quantum states for closed and open quantum many-body systems, checked against exact results.
+
+Shared types live here: `System` (what builders return) and `Constraint` (sectors applied as masks by
+autoregressive ansätze). See DESIGN.md for the architecture.
+"""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+from nqs.constraint import Constraint, U1Constraint, zero_magnetization  # noqa: E402
+from nqs.system import System  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = ["Constraint", "U1Constraint", "System", "zero_magnetization", "__version__"]
