@@ -1,0 +1,173 @@
+"""Exact references built on QuTiP: ground states in the system's sector, expectation values, and a
+check that a System's NetKet and QuTiP operators agree.
+
+Basis: NetKet's (site 0 most significant, local index 0 first), which is QuTiP's `tensor` order.
+When the system has a `Constraint`, the Hamiltonian is diagonalised inside the constrained sector
+only: the sector states are enumerated, the sector matrix is assembled from NetKet's connected
+elements (`get_conn_flattened`), wrapped in a `qutip.Qobj` and diagonalised by QuTiP's sparse
+eigensolver. This makes the 20-site Heisenberg chain (sector dimension 184 756) cheap. The returned
+state is embedded back into the full space, so it can be compared with any variational state.
+
+Results are cached per system description (builder, parameters, conventions, constraint) within a
+process; `clear_cache()` empties the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import numpy as np
+import qutip
+import scipy.sparse as sp
+
+from nqs.system import System
+
+_CACHE: dict[str, "ExactGroundState"] = {}
+MAX_CHECK_SITES = 14
+
+
+@dataclasses.dataclass(frozen=True)
+class ExactGroundState:
+    """Exact ground state of a System.
+
+    Attributes:
+        energy: lowest eigenvalue of H in the sector (in the builder's units).
+        state: normalised eigenvector in the full Hilbert space (NetKet basis order, zeros off-sector).
+        observables: ⟨O⟩ for every observable of the system.
+        sector_dim: dimension of the space that was diagonalised.
+        gap: E_1 − E_0 inside the sector (None when not computed).
+    """
+
+    energy: float
+    state: np.ndarray
+    observables: dict[str, float]
+    sector_dim: int
+    gap: float | None
+
+
+def clear_cache() -> None:
+    """Forget all cached exact results."""
+    _CACHE.clear()
+
+
+def _key(system: System) -> str:
+    return json.dumps(system.describe(), sort_keys=True, default=str)
+
+
+def sector_dimension(system: System) -> int:
+    """Number of configurations in the system's sector (the whole space when unconstrained)."""
+    if system.constraint is None:
+        return int(system.hilbert.n_states)
+    if system.hilbert.n_states > 2**24:
+        return int(system.hilbert.n_states)  # an upper bound: the sector is not enumerated
+    return int(len(system.sector_states()))
+
+
+def _connected(operator: Any, configs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Connected configurations and matrix elements, flattened: ((B*C, N), (B*C,)); padding has mel 0."""
+    conn, mels = operator.get_conn_padded(configs)
+    conn, mels = np.asarray(conn), np.asarray(mels)
+    return conn.reshape(-1, conn.shape[-1]), mels.reshape(-1)
+
+
+def sector_matrix(operator: Any, states: np.ndarray, *, batch: int = 16384) -> sp.csr_matrix:
+    """The matrix ⟨x|O|x'⟩ restricted to the configurations `states` (must be closed under O)."""
+    hilbert = operator.hilbert
+    numbers = np.asarray(hilbert.states_to_numbers(states))
+    lookup = np.full(hilbert.n_states, -1, dtype=np.int64)
+    lookup[numbers] = np.arange(len(states))
+    rows, cols, vals = [], [], []
+    for start in range(0, len(states), batch):
+        chunk = states[start : start + batch]
+        conn, mels = _connected(operator, chunk)
+        col = lookup[np.asarray(hilbert.states_to_numbers(conn))]
+        if np.any(col[np.abs(mels) > 0] < 0):
+            raise ValueError("the operator leaves the constrained sector; its exact sector matrix is undefined")
+        row = np.repeat(np.arange(start, start + len(chunk)), mels.size // len(chunk))
+        keep = (np.abs(mels) > 0) & (col >= 0)
+        rows.append(row[keep])
+        cols.append(col[keep])
+        vals.append(mels[keep])
+    n = len(states)
+    values = np.concatenate(vals)
+    dtype = np.float64 if np.all(np.imag(values) == 0) else np.complex128
+    return sp.csr_matrix((values.astype(dtype), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+
+
+def ground_state(system: System, *, with_gap: bool = False) -> ExactGroundState:
+    """Exact ground state of `system.hamiltonian`, inside `system.constraint`'s sector when there is one."""
+    key = _key(system) + f"|gap={with_gap}"
+    if key in _CACHE:
+        return _CACHE[key]
+    if system.is_open:
+        raise ValueError("ground_state is for closed systems; use the steady state of an open system")
+    states = system.sector_states()
+    if len(states) > 2**22:
+        raise ValueError(f"the sector has {len(states)} states: too large for exact diagonalisation here")
+    matrix = sector_matrix(system.hamiltonian, states)
+    herm = abs(matrix - matrix.conj().T).max() if matrix.nnz else 0.0
+    if herm > 1e-10:
+        raise ValueError(f"the Hamiltonian is not Hermitian in the sector (max |H - H^dag| = {herm:.2e})")
+    qobj = qutip.Qobj(matrix, dims=[[len(states)], [len(states)]], isherm=True)
+    n_eig = 2 if with_gap else 1
+    if len(states) <= 64:
+        energies, vectors = np.linalg.eigh(matrix.toarray())
+        energies, vectors = energies[:n_eig], vectors[:, :n_eig]
+    else:
+        evals, kets = qobj.eigenstates(sparse=True, eigvals=n_eig, tol=1e-12, maxiter=100000)
+        energies, vectors = np.asarray(evals), np.stack([k.full()[:, 0] for k in kets], axis=1)
+    full = np.zeros(system.hilbert.n_states, dtype=vectors.dtype)
+    full[np.asarray(system.hilbert.states_to_numbers(states))] = vectors[:, 0]
+    full /= np.linalg.norm(full)
+    gap = float(energies[1] - energies[0]) if with_gap else None
+    result = ExactGroundState(float(energies[0]), full, expectation_values(system, full), len(states), gap)
+    _CACHE[key] = result
+    return result
+
+
+def expectation_values(system: System, state: np.ndarray) -> dict[str, float]:
+    """⟨ψ|O|ψ⟩/⟨ψ|ψ⟩ for every observable of the system (real parts; raises if the imaginary part is not tiny)."""
+    state = np.asarray(state)
+    if state.shape != (system.hilbert.n_states,):
+        raise ValueError(f"state has shape {state.shape}, expected ({system.hilbert.n_states},)")
+    nz = np.flatnonzero(np.abs(state) > 0)
+    configs = np.asarray(system.hilbert.numbers_to_states(nz))
+    norm = np.vdot(state, state).real
+    values = {}
+    for name, op in system.observables.items():
+        conn, mels = _connected(op, configs)
+        rows = np.repeat(nz, mels.size // len(configs))
+        psi_conn = state[np.asarray(system.hilbert.states_to_numbers(conn))]
+        value = np.sum(np.conj(state[rows]) * mels * psi_conn) / norm  # Σ ψ*(x) O(x,x') ψ(x')
+        if abs(value.imag) > 1e-8 * max(1.0, abs(value.real)):
+            raise ValueError(f"observable {name!r} has a complex expectation value {value}; is it Hermitian?")
+        values[name] = float(value.real)
+    return values
+
+
+def check_operators(system: System, *, atol: float = 1e-10) -> float:
+    """Compare the System's NetKet operators with its independently built QuTiP operators.
+
+    Checks the Hamiltonian, every observable and every jump operator; raises AssertionError naming
+    the first operator that differs by more than `atol`. Returns the largest difference found.
+    """
+    if system.n_sites > MAX_CHECK_SITES:
+        raise ValueError(f"check_operators builds full matrices: N = {system.n_sites} > {MAX_CHECK_SITES}")
+    q = system.to_qutip()
+    pairs = [("hamiltonian", system.hamiltonian, q["H"])]
+    pairs += [(f"observable {k!r}", system.observables[k], q["observables"][k]) for k in system.observables]
+    pairs += [(f"jump operator {i}", op, c) for i, (op, c) in enumerate(zip(system.jump_operators, q["c_ops"]))]
+    if len(q["c_ops"]) != len(system.jump_operators):
+        raise AssertionError(f"{len(system.jump_operators)} NetKet jump operators but {len(q['c_ops'])} QuTiP c_ops")
+    worst = 0.0
+    for name, nk_op, qobj in pairs:
+        if qobj.dims != [list(system.hilbert.shape), list(system.hilbert.shape)]:
+            raise AssertionError(f"{name}: QuTiP dims {qobj.dims} do not match the Hilbert space {system.hilbert.shape}")
+        diff = nk_op.to_sparse() - qobj.data.as_scipy()
+        err = float(abs(diff).max()) if diff.nnz else 0.0
+        if err > atol:
+            raise AssertionError(f"{name}: NetKet and QuTiP operators differ by {err:.3e} > {atol:.1e}")
+        worst = max(worst, err)
+    return worst
