@@ -1,0 +1,93 @@
+"""VMC ground-state driver: accuracy against ED, resume, stop criteria, bad input."""
+
+import flax.linen as nn
+import jax.numpy as jnp
+import netket as nk
+import numpy as np
+import pytest
+
+from ansatze import ARTransformer
+from hamiltonians import heisenberg
+from nqs import results
+from nqs.vmc import NonFiniteError, VMCSettings, ground_state
+
+
+@pytest.fixture(scope="module")
+def chain6():
+    return heisenberg(6, marshall=True)
+
+
+def _tiny(system):
+    return ARTransformer(system.hilbert, layers=1, features=8, heads=2, constraint=system.constraint, phase=False)
+
+
+def test_vmc_heisenberg_10_sites_reaches_exact_energy(tmp_path):
+    system = heisenberg(10, marshall=True)
+    model = ARTransformer(system.hilbert, layers=1, features=16, heads=2, constraint=system.constraint, phase=False)
+    settings = VMCSettings(
+        n_steps=200, n_samples=512, learning_rate=0.05, lr_schedule="cosine", lr_final=0.005,
+        diag_shift=1e-3, solver="minsr", energy_tol=2e-4, n_samples_final=4096,
+    )
+    out = ground_state(system, model, settings, seed=1, out=str(tmp_path / "h10.h5"), progress=False)
+    assert out.exact_energy == pytest.approx(-4.5154463545 * 4, rel=1e-9)  # Pauli units, L=10 PBC
+    assert out.relative_error < 1e-3, out.relative_error
+    res = results.load(tmp_path / "h10.h5")
+    assert res.exact["energy"] == pytest.approx(out.exact_energy)
+    assert res.history["energy"][-1] == pytest.approx(float(out.energy.mean.real))
+
+
+def _run(system, path, n_steps, mode="fail", callbacks=()):
+    settings = VMCSettings(n_steps=n_steps, n_samples=64, learning_rate=0.05, checkpoint_every=4,
+                           solver="sr", n_samples_final=64, observables_every=3)
+    return ground_state(system, _tiny(system), settings, seed=3, out=str(path), mode=mode,
+                        callbacks=callbacks, progress=False, config={"test": "resume"})
+
+
+def test_resume_after_interruption_gives_same_parameters(tmp_path, chain6):
+    full = _run(chain6, tmp_path / "full.h5", 12)
+
+    def crash(step, row, driver):
+        if step == 9:
+            raise KeyboardInterrupt("simulated kill")
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(chain6, tmp_path / "part.h5", 12, callbacks=[crash])
+    partial = results.load(tmp_path / "part.h5")
+    assert partial.checkpoint_step == 7  # checkpoints after steps 3 and 7
+    assert len(partial.history["step"]) >= 9  # every finished step was kept
+    resumed = _run(chain6, tmp_path / "part.h5", 12, mode="resume")
+    a = nk.jax.tree_ravel(full.state.parameters)[0]
+    b = nk.jax.tree_ravel(resumed.state.parameters)[0]
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-10)
+    hist = results.load(tmp_path / "part.h5").history
+    np.testing.assert_array_equal(hist["step"], np.arange(13))  # 12 steps + the final evaluation
+
+
+def test_existing_file_in_fail_mode_raises(tmp_path, chain6):
+    _run(chain6, tmp_path / "a.h5", 1)
+    with pytest.raises(FileExistsError, match="exists"):
+        _run(chain6, tmp_path / "a.h5", 1)
+
+
+def test_energy_tolerance_stops_early(chain6):
+    settings = VMCSettings(n_steps=50, n_samples=64, energy_tol=10.0, n_samples_final=64)
+    out = ground_state(chain6, _tiny(chain6), settings, progress=False)
+    assert out.stop_reason == "energy_tol" and out.steps == 1
+
+
+def test_ansatz_for_another_hilbert_space_is_refused(chain6):
+    other = heisenberg(8, marshall=True)
+    with pytest.raises(ValueError, match="Hilbert space"):
+        ground_state(chain6, _tiny(other), VMCSettings(n_steps=1), progress=False)
+
+
+class _NaNModel(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        w = self.param("w", nn.initializers.constant(jnp.nan), (x.shape[-1],))
+        return x @ w
+
+
+def test_non_finite_energy_stops_with_clear_error(chain6):
+    with pytest.raises(NonFiniteError, match="diverged"):
+        ground_state(chain6, _NaNModel(), VMCSettings(n_steps=3, n_samples=32), progress=False, exact=False)
