@@ -15,6 +15,9 @@ Every row is flushed when appended, so a killed run keeps every finished step. M
 reopens a file, checks that it is a result of the same kind and configuration, and drops history
 rows written after the last checkpoint (they are recomputed). Complex values are stored as their
 real part under the name and the imaginary part under ``<name>_imag``.
+
+Files use HDF5's default (earliest) format: with ``libver="latest"`` a writer killed mid-run leaves
+the file-consistency flag set and HDF5 refuses to reopen the file until `h5clear` is run.
 """
 
 from __future__ import annotations
@@ -133,14 +136,14 @@ class ResultFile:
         if exists and mode == "resume":
             self._file = self._open_for_resume(kind, config)
         else:
-            self._file = h5py.File(self.path, "w", libver="latest")
+            self._file = h5py.File(self.path, "w")
             self._write_metadata(kind, config, seed, system, ansatz or {}, method or {})
         self._file.flush()
 
     # -- opening ---------------------------------------------------------------------------------
     def _open_for_resume(self, kind: str, config: Mapping[str, Any]) -> h5py.File:
         try:
-            f = h5py.File(self.path, "a", libver="latest")
+            f = h5py.File(self.path, "a")
         except OSError as err:
             raise ResultFileError(f"cannot resume {self.path}: not a readable HDF5 file ({err})") from err
         if f.attrs.get("format_version") is None or "history" not in f:
