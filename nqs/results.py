@@ -342,7 +342,7 @@ def compare_with_exact(result: Result) -> list[dict[str, Any]]:
         abs_err = abs(value - ref)
         rows.append({
             "name": name, "value": value, "error": err, "exact": ref, "abs_err": abs_err,
-            "rel_err": abs_err / abs(ref) if ref != 0 else float("nan"),
+            "rel_err": abs_err / abs(ref) if abs(ref) > 1e-12 else float("nan"),
         })
     return rows
 
