@@ -1,5 +1,6 @@
 """Builders of physical systems. Each returns an `nqs.System`; none knows anything about ansätze."""
 
+from hamiltonians.lindblad import dissipative_tfi, dissipative_xyz, with_jumps
 from hamiltonians.spins import heisenberg, tfim, xyz
 
-__all__ = ["heisenberg", "tfim", "xyz"]
+__all__ = ["heisenberg", "tfim", "xyz", "with_jumps", "dissipative_tfi", "dissipative_xyz"]

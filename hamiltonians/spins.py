@@ -29,11 +29,11 @@ def _unit(units: str) -> float:
     return _UNITS[units]
 
 
-def _bond(i: int, j: int, p: str) -> tuple[tuple[int, str], ...]:
+def bond(i: int, j: int, p: str) -> tuple[tuple[int, str], ...]:
     return ((i, p), (j, p))
 
 
-def _spin_observables(lat: Lattice, unit: float) -> dict[str, list[Term]]:
+def spin_observables(lat: Lattice, unit: float) -> dict[str, list[Term]]:
     """Intensive observables in the builder's unit: magnetisations, staggered magnetisation, NN correlators."""
     n, nb = lat.n_sites, max(len(lat.nn), 1)
     sign = [1.0 - 2.0 * s for s in lat.sublattice]
@@ -45,13 +45,13 @@ def _spin_observables(lat: Lattice, unit: float) -> dict[str, list[Term]]:
         "magnetization_z": [(1.0 / n, ((i, "Z"),)) for i in range(n)],
         "staggered_magnetization_z": stag,
         "staggered_magnetization_z_squared": stag_sq,
-        "nn_correlation_zz": [(1.0 / nb, _bond(i, j, "Z")) for i, j in lat.nn],
-        "nn_correlation_xx": [(1.0 / nb, _bond(i, j, "X")) for i, j in lat.nn],
+        "nn_correlation_zz": [(1.0 / nb, bond(i, j, "Z")) for i, j in lat.nn],
+        "nn_correlation_xx": [(1.0 / nb, bond(i, j, "X")) for i, j in lat.nn],
     }
     return {k: scaled(v, unit) for k, v in obs.items()}
 
 
-def _system(
+def make_system(
     builder: str,
     lat: Lattice,
     terms: Sequence[Term],
@@ -133,11 +133,11 @@ def heisenberg(
     sxy = -1.0 if marshall else 1.0
     terms: list[Term] = []
     for i, j in lat.nn:
-        terms += [(sxy * J, _bond(i, j, "X")), (sxy * J, _bond(i, j, "Y")), (J, _bond(i, j, "Z"))]
+        terms += [(sxy * J, bond(i, j, "X")), (sxy * J, bond(i, j, "Y")), (J, bond(i, j, "Z"))]
     for i, j in lat.nnn:
-        terms += [(J2, _bond(i, j, p)) for p in "XYZ"]
-    observables = _spin_observables(lat, unit)
-    return _system(
+        terms += [(J2, bond(i, j, p)) for p in "XYZ"]
+    observables = spin_observables(lat, unit)
+    return make_system(
         "hamiltonians.heisenberg",
         lat,
         scaled(terms, unit),
@@ -172,13 +172,13 @@ def tfim(
     """
     unit = _unit(units)
     lat = make_lattice(lattice, L, pbc=pbc)
-    terms: list[Term] = [(-J, _bond(i, j, "Z")) for i, j in lat.nn]
+    terms: list[Term] = [(-J, bond(i, j, "Z")) for i, j in lat.nn]
     terms += [(-h, ((i, "X"),)) for i in range(lat.n_sites)]
-    return _system(
+    return make_system(
         "hamiltonians.tfim",
         lat,
         scaled(terms, unit),
-        _spin_observables(lat, unit),
+        spin_observables(lat, unit),
         params=dict(L=L, lattice=lattice, J=J, h=h, pbc=pbc, units=units),
         conventions={
             "units": units,
@@ -212,12 +212,12 @@ def xyz(
     lat = make_lattice(lattice, L, pbc=pbc)
     terms: list[Term] = []
     for i, j in lat.nn:
-        terms += [(c, _bond(i, j, p)) for c, p in ((Jx, "X"), (Jy, "Y"), (Jz, "Z")) if c != 0.0]
+        terms += [(c, bond(i, j, p)) for c, p in ((Jx, "X"), (Jy, "Y"), (Jz, "Z")) if c != 0.0]
     for i in range(lat.n_sites):
         terms += [(c, ((i, p),)) for c, p in ((hx, "X"), (hy, "Y"), (hz, "Z")) if c != 0.0]
-    observables = _spin_observables(lat, unit)
+    observables = spin_observables(lat, unit)
     observables["magnetization_y"] = scaled([(1.0 / lat.n_sites, ((i, "Y"),)) for i in range(lat.n_sites)], unit)
-    return _system(
+    return make_system(
         "hamiltonians.xyz",
         lat,
         scaled(terms, unit),

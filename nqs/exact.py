@@ -171,3 +171,37 @@ def check_operators(system: System, *, atol: float = 1e-10) -> float:
             raise AssertionError(f"{name}: NetKet and QuTiP operators differ by {err:.3e} > {atol:.1e}")
         worst = max(worst, err)
     return worst
+
+
+# -- open systems ---------------------------------------------------------------------------------
+MESOLVE_OPTIONS = {"atol": 1e-10, "rtol": 1e-8, "nsteps": 100000}
+
+
+def mesolve_system(
+    system: System, rho0: np.ndarray, times: np.ndarray, *, options: dict | None = None, store_states: bool = False
+) -> dict[str, Any]:
+    """Lindblad evolution of `system` from the density matrix `rho0` with QuTiP `mesolve`.
+
+    Returns {"times", <observable>: array over times, "states": list of matrices (if store_states)}.
+    """
+    q = system.to_qutip()
+    dims = [list(system.hilbert.shape), list(system.hilbert.shape)]
+    rho = qutip.Qobj(np.asarray(rho0), dims=dims)
+    opts = {**MESOLVE_OPTIONS, "store_states": store_states, **(options or {})}
+    res = qutip.mesolve(q["H"], rho, np.asarray(times), c_ops=q["c_ops"], e_ops=q["observables"], options=opts)
+    out: dict[str, Any] = {"times": np.asarray(times)}
+    out.update({k: np.real(np.asarray(v)) for k, v in res.e_data.items()})
+    if store_states:
+        out["states"] = [s.full() for s in res.states]
+    return out
+
+
+def steady_state(system: System, *, method: str = "direct", solver: str | None = None) -> tuple[np.ndarray, dict[str, float]]:
+    """Steady state ρ_ss (𝓛ρ_ss = 0) of an open system with QuTiP `steadystate`, and its observables."""
+    if not system.is_open:
+        raise ValueError("steady_state needs a system with jump operators")
+    q = system.to_qutip()
+    kwargs = {} if solver is None else {"solver": solver}
+    rho = qutip.steadystate(q["H"], q["c_ops"], method=method, **kwargs)
+    values = {k: float(qutip.expect(o, rho).real) for k, o in q["observables"].items()}
+    return rho.full(), values

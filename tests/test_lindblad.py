@@ -1,0 +1,64 @@
+"""Lindbladian builders against QuTiP operators written from the formulas; exact open-system references."""
+
+import numpy as np
+import pytest
+import qutip
+
+from hamiltonians import dissipative_tfi, dissipative_xyz, heisenberg, with_jumps
+from nqs import exact
+
+from test_hamiltonians import chain_bonds, op, square_bonds
+
+X, Y, Z, SM = qutip.sigmax(), qutip.sigmay(), qutip.sigmaz(), qutip.sigmam()
+
+
+def assert_same_lindbladian(system, H, c_ops):
+    q = system.to_qutip()
+    assert (q["H"] - H).norm() < 1e-12
+    assert len(q["c_ops"]) == len(c_ops)
+    for a, b in zip(q["c_ops"], c_ops):
+        assert (a - b).norm() < 1e-12
+    assert exact.check_operators(system) < 1e-12  # NetKet H, observables and jump operators agree too
+
+
+@pytest.mark.parametrize("pbc", [True, False])
+def test_dissipative_tfi_chain_and_square(pbc):
+    V, g, gamma = 2.0, 1.3, 0.7
+    for lattice, L, n, bonds in [("chain", 4, 4, chain_bonds(4, pbc)), ("square", 3, 9, square_bonds(3, pbc))]:
+        H = sum(V / 4 * op(n, {i: Z, j: Z}) for i, j in bonds) + sum(g / 2 * op(n, {i: X}) for i in range(n))
+        c_ops = [np.sqrt(gamma) * op(n, {i: SM}) for i in range(n)]
+        assert_same_lindbladian(dissipative_tfi(L, lattice=lattice, V=V, g=g, gamma=gamma, pbc=pbc), H, c_ops)
+
+
+@pytest.mark.parametrize("pbc", [True, False])
+def test_dissipative_xyz(pbc):
+    n, bonds = 4, chain_bonds(4, pbc)
+    H = sum(0.9 * op(n, {i: X, j: X}) + 1.6 * op(n, {i: Y, j: Y}) + op(n, {i: Z, j: Z}) for i, j in bonds)
+    assert_same_lindbladian(dissipative_xyz(4, pbc=pbc), H, [op(n, {i: SM}) for i in range(n)])
+
+
+def test_each_bond_once_on_small_lattices():
+    assert len(dissipative_tfi(2, pbc=True).hamiltonian.acting_on) >= 1
+    assert len(dissipative_xyz(2, lattice="square", pbc=True).graph.edges()) == 4  # 2x2: no doubled edges
+    assert len(dissipative_xyz(3, pbc=True).graph.edges()) == 3
+
+
+def test_with_jumps_on_any_system_and_bad_rates():
+    s = with_jumps(heisenberg(4), dephasing=0.5, pumping=0.2)
+    assert len(s.jump_operators) == 8 and s.is_open
+    n = 4
+    c_ops = [np.sqrt(0.5) * op(n, {i: Z}) for i in range(n)] + [np.sqrt(0.2) * op(n, {i: qutip.sigmap()}) for i in range(n)]
+    assert_same_lindbladian(s, heisenberg(4).to_qutip()["H"], c_ops)
+    with pytest.raises(ValueError, match="rate"):
+        with_jumps(heisenberg(4), decay=-1.0)
+
+
+def test_steady_state_agrees_with_long_time_evolution():
+    s = dissipative_tfi(4, g=1.0)
+    rho_ss, values = exact.steady_state(s)
+    rho0 = np.zeros((16, 16))
+    rho0[0, 0] = 1.0
+    late = exact.mesolve_system(s, rho0, np.array([0.0, 40.0]), store_states=True)
+    assert np.abs(late["states"][-1] - rho_ss).max() < 1e-6
+    for name, value in values.items():
+        assert late[name][-1] == pytest.approx(value, abs=1e-6)
