@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from functools import reduce
 from typing import Any
 
 import numpy as np
@@ -205,3 +206,120 @@ def steady_state(system: System, *, method: str = "direct", solver: str | None =
     rho = qutip.steadystate(q["H"], q["c_ops"], method=method, **kwargs)
     values = {k: float(qutip.expect(o, rho).real) for k, o in q["observables"].items()}
     return rho.full(), values
+
+
+# -- closed-system dynamics -----------------------------------------------------------------------
+SESOLVE_OPTIONS = {"atol": 1e-12, "rtol": 1e-10, "nsteps": 100000}
+_LOCAL_STATES = {
+    "up": np.array([1.0, 0.0]),
+    "down": np.array([0.0, 1.0]),
+    "x+": np.array([1.0, 1.0]) / np.sqrt(2),
+    "x-": np.array([1.0, -1.0]) / np.sqrt(2),
+    "y+": np.array([1.0, 1.0j]) / np.sqrt(2),
+}
+
+
+def product_state(hilbert: Any, local_state: str | np.ndarray) -> np.ndarray:
+    """⊗_i |φ_i⟩ in NetKet order for spin-1/2: "up", "down", "x+" (|→⟩), "x-", "y+", "neel" (site 0 up),
+    or an explicit single-site vector (local index 0 = σᶻ = +1)."""
+    n = hilbert.size
+    if isinstance(local_state, str):
+        if local_state == "neel":
+            sites = [_LOCAL_STATES["up" if i % 2 == 0 else "down"] for i in range(n)]
+        elif local_state in _LOCAL_STATES:
+            sites = [_LOCAL_STATES[local_state]] * n
+        else:
+            raise ValueError(f"unknown product state {local_state!r}; choose one of {sorted(_LOCAL_STATES) + ['neel']}")
+    else:
+        v = np.asarray(local_state, dtype=complex)
+        if v.shape != (hilbert.local_size,):
+            raise ValueError(f"single-site state must have shape ({hilbert.local_size},), got {v.shape}")
+        sites = [v] * n
+    psi = reduce(np.kron, [np.asarray(s, dtype=complex) for s in sites])
+    return psi / np.linalg.norm(psi)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExactTrajectory:
+    """Exact closed-system evolution on a time grid (NetKet basis order).
+
+    Attributes:
+        times, energy, norm: arrays over the grid.
+        observables: name -> ⟨O⟩(t).
+        entropy: half-chain von Neumann entropy S(t) (cut after site N//2 - 1).
+        loschmidt: |⟨ψ(0)|ψ(t)⟩|²; return_rate: −log(loschmidt)/N.
+        fidelity: |⟨ψ_exact(t)|ψ_var(t)⟩|² when variational states were given, else None.
+        states: the state vectors (len(times), dim).
+    """
+
+    times: np.ndarray
+    energy: np.ndarray
+    norm: np.ndarray
+    observables: dict[str, np.ndarray]
+    entropy: np.ndarray
+    loschmidt: np.ndarray
+    return_rate: np.ndarray
+    fidelity: np.ndarray | None
+    states: np.ndarray
+
+
+def half_chain_entropy(psi: np.ndarray, n_sites: int, local_size: int = 2) -> float:
+    """Von Neumann entropy of the first N//2 sites of a pure state (natural log)."""
+    cut = n_sites // 2
+    s = np.linalg.svd(np.asarray(psi).reshape(local_size**cut, -1), compute_uv=False)
+    p = s**2 / np.sum(s**2)
+    p = p[p > 1e-300]
+    return float(-np.sum(p * np.log(p)))
+
+
+def evolve(
+    system: System,
+    psi0: np.ndarray,
+    times: np.ndarray,
+    *,
+    variational_states: np.ndarray | None = None,
+    method: str = "auto",
+) -> ExactTrajectory:
+    """|ψ(t)⟩ = e^{−iHt}|ψ0⟩ on `times` with QuTiP `sesolve` or scipy `expm_multiply` on NetKet's sparse H.
+
+    ``method="auto"`` uses sesolve up to N = 12 and expm_multiply (evenly spaced grids) above.
+    """
+    if method not in ("auto", "sesolve", "expm"):
+        raise ValueError(f"method must be 'auto', 'sesolve' or 'expm', got {method!r}")
+    times = np.asarray(times, dtype=float)
+    psi0 = np.asarray(psi0, dtype=complex)
+    if psi0.shape != (system.hilbert.n_states,):
+        raise ValueError(f"psi0 has shape {psi0.shape}, expected ({system.hilbert.n_states},)")
+    psi0 = psi0 / np.linalg.norm(psi0)
+    H = system.hamiltonian.to_sparse()
+    if method == "sesolve" or (method == "auto" and system.n_sites <= 12):
+        dims = [list(system.hilbert.shape), [1] * system.n_sites]
+        res = qutip.sesolve(system.to_qutip()["H"], qutip.Qobj(psi0, dims=dims), times, options=SESOLVE_OPTIONS)
+        states = np.stack([s.full()[:, 0] for s in res.states])
+    else:
+        states = sp.linalg.expm_multiply(-1j * H, psi0, start=times[0], stop=times[-1], num=len(times), endpoint=True)
+        if not np.allclose(np.linspace(times[0], times[-1], len(times)), times):
+            raise ValueError("the expm_multiply path (N > 12) needs an evenly spaced time grid")
+    h_psi = (H @ states.T).T
+    energy = np.einsum("ti,ti->t", states.conj(), h_psi).real
+    observables = {}
+    for name, op in system.observables.items():
+        o = op.to_sparse()
+        observables[name] = np.einsum("ti,ti->t", states.conj(), (o @ states.T).T).real
+    overlap0 = np.abs(states @ psi0.conj()) ** 2
+    fidelity = None
+    if variational_states is not None:
+        v = np.asarray(variational_states)
+        v = v / np.linalg.norm(v, axis=1, keepdims=True)
+        fidelity = np.abs(np.einsum("ti,ti->t", states.conj(), v)) ** 2
+    return ExactTrajectory(
+        times=times,
+        energy=energy,
+        norm=np.linalg.norm(states, axis=1),
+        observables=observables,
+        entropy=np.array([half_chain_entropy(s, system.n_sites, system.hilbert.local_size) for s in states]),
+        loschmidt=overlap0,
+        return_rate=-np.log(np.maximum(overlap0, 1e-300)) / system.n_sites,
+        fidelity=fidelity,
+        states=states,
+    )

@@ -1,0 +1,85 @@
+"""Exact closed-system dynamics and TDVP with full summation against QuTiP."""
+
+import flax.linen as nn
+import jax.numpy as jnp
+import netket as nk
+import numpy as np
+import pytest
+
+from dynamics.tdvp import TDVPSettings, evolve_tdvp
+from hamiltonians import tfim
+from nqs import exact, results
+
+
+class Amplitudes(nn.Module):
+    """ψ(x) = c_x: every state is exactly representable, and the TDVP equation is linear in c.
+
+    (NetKet's `LogStateVector`, θ_x = log ψ(x), is exactly representable too, but its TDVP equation is
+    stiff near amplitude nodes: RK4 with dt = 0.01 loses 9 % fidelity by t = 1 on this quench.)
+    """
+
+    hilbert: nk.hilbert.DiscreteHilbert
+
+    @nn.compact
+    def __call__(self, x):
+        c = self.param("c", nn.initializers.ones, (self.hilbert.n_states,), complex)
+        return jnp.log(c[self.hilbert.states_to_numbers(x)])
+
+
+@pytest.fixture(scope="module")
+def tfim6():
+    return tfim(6, h=1.0)
+
+
+def _state(system, psi):
+    vs = nk.vqs.FullSumState(system.hilbert, Amplitudes(system.hilbert))
+    vs.parameters = {"c": jnp.asarray(psi, dtype=complex)}
+    return vs
+
+
+def test_product_states_and_exact_evolution_paths(tfim6):
+    hi = tfim6.hilbert
+    neel = exact.product_state(hi, "neel")
+    assert neel[int("010101", 2)] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="unknown product state"):
+        exact.product_state(hi, "spiral")
+    psi0 = exact.product_state(hi, "x+")
+    times = np.linspace(0, 1, 6)
+    a = exact.evolve(tfim6, psi0, times, method="sesolve")
+    b = exact.evolve(tfim6, psi0, times, method="expm")
+    np.testing.assert_allclose(a.norm, 1, atol=1e-9)
+    np.testing.assert_allclose(a.energy, a.energy[0], atol=1e-8)  # energy is conserved
+    assert np.min(np.abs(np.einsum("ti,ti->t", a.states.conj(), b.states))) ** 2 > 1 - 1e-9
+    np.testing.assert_allclose(a.observables["magnetization_x"], b.observables["magnetization_x"], atol=1e-8)
+    assert a.loschmidt[0] == pytest.approx(1.0) and a.entropy[0] == pytest.approx(0.0, abs=1e-12)
+    assert a.entropy[-1] > 0.1
+
+
+def test_tdvp_full_sum_follows_sesolve(tfim6, tmp_path):
+    vs = _state(tfim6, exact.product_state(tfim6.hilbert, "x+"))
+    settings = TDVPSettings(t_end=1.0, dt=0.01, n_save=11, holomorphic=True)
+    out = evolve_tdvp(tfim6, vs, settings, progress=False, out=str(tmp_path / "tdvp.h5"))
+    assert len(out.rows) == 11
+    assert out.series("infidelity").max() < 1e-6
+    np.testing.assert_allclose(out.series("magnetization_x"), out.exact.observables["magnetization_x"], atol=1e-6)
+    res = results.load(tmp_path / "tdvp.h5")
+    np.testing.assert_allclose(res.history["time"], res.exact["time"])
+    np.testing.assert_allclose(res.history["magnetization_x"], res.exact["magnetization_x"], atol=1e-6)
+    assert res.kind == "dynamics" and res.method["integrator"] == "RK4"
+
+
+def test_imaginary_time_reaches_ground_state(tfim6):
+    vs = _state(tfim6, exact.product_state(tfim6.hilbert, "x+"))
+    settings = TDVPSettings(t_end=8.0, dt=0.05, n_save=3, propagation="imag", holomorphic=True)
+    out = evolve_tdvp(tfim6, vs, settings, progress=False)
+    e0 = np.linalg.eigvalsh(tfim6.hamiltonian.to_dense())[0]
+    assert out.series("energy")[-1] == pytest.approx(e0, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"dt": 0.0}, "dt must be"), ({"integrator": "Leapfrog"}, "unknown integrator"), ({"t_end": -1.0}, "t_end must be")],
+)
+def test_bad_settings_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TDVPSettings(**kwargs)
