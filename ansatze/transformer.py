@@ -111,7 +111,12 @@ class ARTransformer(nk.models.AbstractARNN):
         constraint: a `Constraint` masking the conditionals, or None.
         phase: separate phase head (True) or a positive real ψ (False, for sign-rule-rotated Hamiltonians).
         param_dtype: dtype of the (real) parameters.
-        machine_pow: |ψ|^machine_pow is the sampled distribution (2 for |ψ|²).
+        machine_pow: |ψ|^machine_pow is the sampled distribution (2 for |ψ|²; 1 makes the model a
+            normalised probability P(x) = exp(log ψ(x)), as used for POVM distributions).
+        initial_distribution: single-site distribution p(s); when given, the amplitude head starts with
+            zero weights and bias log p and the phase head with zeros, so the initial model is exactly the
+            product state ψ(x) = Π_i √p(x_i) (renormalised by the constraint mask, if any), e.g. |→⟩ for
+            p = (½, ½), or the product distribution Π_i p(x_i) when machine_pow = 1.
     """
 
     layers: int = 2
@@ -123,6 +128,7 @@ class ARTransformer(nk.models.AbstractARNN):
     phase: bool = True
     param_dtype: Any = jnp.float64
     machine_pow: int = 2
+    initial_distribution: tuple[float, ...] | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -132,6 +138,11 @@ class ARTransformer(nk.models.AbstractARNN):
             raise ValueError(f"positional must be 'learned' or 'sinusoidal', got {self.positional!r}")
         if self.layers < 1:
             raise ValueError(f"layers must be >= 1, got {self.layers}")
+        p = self.initial_distribution
+        if p is not None and (len(p) != self.hilbert.local_size or min(p) <= 0 or abs(sum(p) - 1) > 1e-10):
+            raise ValueError(
+                f"initial_distribution must be {self.hilbert.local_size} positive numbers summing to 1, got {p}"
+            )
         c = self.constraint
         if c is not None and (c.n_sites != self.hilbert.size or c.local_size != self.hilbert.local_size):
             raise ValueError(
@@ -151,9 +162,23 @@ class ARTransformer(nk.models.AbstractARNN):
             for l in range(self.layers)
         ]
         self.ln_out = nn.LayerNorm(param_dtype=self.param_dtype)
-        self.amplitude_head = nn.Dense(d, param_dtype=self.param_dtype)
+        if self.initial_distribution is None:
+            self.amplitude_head = nn.Dense(d, param_dtype=self.param_dtype)
+        else:
+            log_p = np.log(np.asarray(self.initial_distribution, dtype=float))
+            self.amplitude_head = nn.Dense(
+                d,
+                param_dtype=self.param_dtype,
+                kernel_init=nn.initializers.zeros,
+                bias_init=lambda *_: jnp.asarray(log_p, dtype=self.param_dtype),
+            )
         if self.phase:
-            self.phase_head = nn.Dense(d, param_dtype=self.param_dtype)
+            zero = self.initial_distribution is not None
+            self.phase_head = nn.Dense(
+                d,
+                param_dtype=self.param_dtype,
+                **({"kernel_init": nn.initializers.zeros, "bias_init": nn.initializers.zeros} if zero else {}),
+            )
 
     # -- shared pieces ---------------------------------------------------------------------------
     def _log_conditional(self, h, mask):
@@ -223,4 +248,6 @@ class ARTransformer(nk.models.AbstractARNN):
             "phase": self.phase,
             "constraint": None if self.constraint is None else self.constraint.describe(),
             "param_dtype": str(jnp.dtype(self.param_dtype)),
+            "machine_pow": self.machine_pow,
+            "initial_distribution": None if self.initial_distribution is None else list(self.initial_distribution),
         }

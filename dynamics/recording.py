@@ -19,7 +19,7 @@ from nqs import exact
 from nqs.results import ResultFile
 from nqs.system import System
 
-MAX_EXACT_STATES = 2**14
+MAX_EXACT_STATES = 2**16
 
 
 class DynamicsRecorder:

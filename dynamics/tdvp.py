@@ -139,7 +139,7 @@ def evolve_tdvp(
         vstate: a NetKet `MCState` or `FullSumState` on `system.hilbert` (modified in place).
         settings: integration and regularisation settings.
         out, mode, config, seed, ansatz: result file path and metadata (see `nqs.results.ResultFile`).
-        exact: compute the exact trajectory (when the Hilbert space has at most 2^14 states).
+        exact: compute the exact trajectory (when the Hilbert space has at most 2^16 states).
         progress: show NetKet's progress bar.
     """
     settings = settings or TDVPSettings()

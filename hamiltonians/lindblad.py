@@ -14,7 +14,7 @@ import math
 
 from hamiltonians.lattices import make_lattice
 from hamiltonians.pauli import Term, to_netket, to_qutip
-from hamiltonians.spins import bond, make_system, spin_observables
+from hamiltonians.spins import bond, make_system, spin_conventions, spin_observables
 from nqs.system import System
 
 _JUMPS = {"decay": "-", "pumping": "+", "dephasing": "Z"}
@@ -59,8 +59,7 @@ def _dissipative(builder: str, L: int, lattice: str, pbc: bool, terms: list[Term
     observables["magnetization_y"] = [(1.0 / lat.n_sites, ((i, "Y"),)) for i in range(lat.n_sites)]
     closed = make_system(
         builder, lat, terms(lat), observables, params=params,
-        conventions={"units": "pauli", "boundary": "pbc" if pbc else "obc", "sign_rule": "none", "lattice": lattice,
-                     "hamiltonian": hamiltonian},
+        conventions=spin_conventions("pauli", pbc, lattice, hamiltonian),
     )
     open_ = with_jumps(closed, decay=gamma)
     return dataclasses.replace(open_, builder=builder, params=params)

@@ -51,6 +51,12 @@ def spin_observables(lat: Lattice, unit: float) -> dict[str, list[Term]]:
     return {k: scaled(v, unit) for k, v in obs.items()}
 
 
+def spin_conventions(units: str, pbc: bool, lattice: str, hamiltonian: str, sign_rule: str = "none") -> dict:
+    """The conventions every spin System records (units, boundary, sign rule, lattice, formula)."""
+    return {"units": units, "boundary": "pbc" if pbc else "obc", "sign_rule": sign_rule, "lattice": lattice,
+            "hamiltonian": hamiltonian}
+
+
 def make_system(
     builder: str,
     lat: Lattice,
@@ -144,14 +150,12 @@ def heisenberg(
         observables,
         params=dict(L=L, lattice=lattice, J=J, J2=J2, pbc=pbc, marshall=marshall, units=units,
                     zero_magnetization=zero_magnetization),
-        conventions={
-            "units": units,
-            "boundary": "pbc" if pbc else "obc",
-            "sign_rule": "marshall" if marshall else "none",
-            "lattice": lattice,
-            "hamiltonian": "H = J sum_<ij> s_i.s_j + J2 sum_<<ij>> s_i.s_j, s = sigma (pauli) or S = sigma/2 (spin)"
+        conventions=spin_conventions(
+            units, pbc, lattice,
+            "H = J sum_<ij> s_i.s_j + J2 sum_<<ij>> s_i.s_j, s = sigma (pauli) or S = sigma/2 (spin)"
             + ("; Marshall-rotated: XX+YY sign flipped on nearest-neighbour bonds" if marshall else ""),
-        },
+            sign_rule="marshall" if marshall else "none",
+        ),
         constraint=constraint,
     )
 
@@ -180,13 +184,7 @@ def tfim(
         scaled(terms, unit),
         spin_observables(lat, unit),
         params=dict(L=L, lattice=lattice, J=J, h=h, pbc=pbc, units=units),
-        conventions={
-            "units": units,
-            "boundary": "pbc" if pbc else "obc",
-            "sign_rule": "none",
-            "lattice": lattice,
-            "hamiltonian": "H = -J sum_<ij> Z_i Z_j - h sum_i X_i",
-        },
+        conventions=spin_conventions(units, pbc, lattice, "H = -J sum_<ij> Z_i Z_j - h sum_i X_i"),
     )
 
 
@@ -223,11 +221,7 @@ def xyz(
         scaled(terms, unit),
         observables,
         params=dict(L=L, lattice=lattice, Jx=Jx, Jy=Jy, Jz=Jz, hx=hx, hy=hy, hz=hz, pbc=pbc, units=units),
-        conventions={
-            "units": units,
-            "boundary": "pbc" if pbc else "obc",
-            "sign_rule": "none",
-            "lattice": lattice,
-            "hamiltonian": "H = sum_<ij> (Jx XX + Jy YY + Jz ZZ) + sum_i (hx X + hy Y + hz Z)",
-        },
+        conventions=spin_conventions(
+            units, pbc, lattice, "H = sum_<ij> (Jx XX + Jy YY + Jz ZZ) + sum_i (hx X + hy Y + hz Z)"
+        ),
     )

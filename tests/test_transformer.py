@@ -123,3 +123,19 @@ def test_sampling_and_energy_sharded_over_two_devices():
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "OK 2" in proc.stdout
+
+
+def test_probability_model_over_povm_outcomes_with_product_initialisation():
+    """machine_pow=1 turns the model into a normalised P(a) over 4 outcomes per site (POVM use)."""
+    hi = nk.hilbert.Fock(n_max=3, N=4)
+    p1 = (0.5, 1 / 6, 1 / 6, 1 / 6)  # tetrahedral POVM image of |up>
+    model = ARTransformer(hi, layers=1, features=8, heads=2, phase=False, machine_pow=1, initial_distribution=p1)
+    a = hi.all_states()
+    params = model.init(jax.random.PRNGKey(0), a)
+    log_p = np.asarray(model.apply(params, a))
+    expected = np.prod(np.asarray(p1)[np.asarray(a, dtype=int)], axis=1)
+    np.testing.assert_allclose(np.exp(log_p), expected, atol=1e-14)
+    trained_like = jax.tree_util.tree_map(lambda x: x + 0.3, params)
+    assert np.exp(np.asarray(model.apply(trained_like, a))).sum() == pytest.approx(1.0, abs=1e-10)
+    with pytest.raises(ValueError, match="initial_distribution"):
+        ARTransformer(hi, initial_distribution=(0.5, 0.5))
