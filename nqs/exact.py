@@ -323,3 +323,22 @@ def evolve(
         fidelity=fidelity,
         states=states,
     )
+
+
+def classical_fidelity(P: np.ndarray, Q: np.ndarray) -> float:
+    """F(P, Q) = (Σ_a √(P(a) Q(a)))² for two probability distributions (e.g. POVM images)."""
+    P, Q = np.asarray(P, dtype=float), np.asarray(Q, dtype=float)
+    if P.shape != Q.shape:
+        raise ValueError(f"distributions have different shapes {P.shape} and {Q.shape}")
+    return float(np.sum(np.sqrt(np.clip(P, 0, None) * np.clip(Q, 0, None))) ** 2)
+
+
+def trace_distance(rho: np.ndarray, sigma: np.ndarray) -> float:
+    """D(ρ, σ) = ½ Tr|ρ − σ| for Hermitian matrices."""
+    return float(0.5 * np.sum(np.abs(np.linalg.eigvalsh(np.asarray(rho) - np.asarray(sigma)))))
+
+
+def purity(rho: np.ndarray) -> float:
+    """Tr ρ²."""
+    rho = np.asarray(rho)
+    return float(np.real(np.einsum("ij,ji->", rho, rho)))

@@ -94,3 +94,15 @@ def test_single_qubit_dephasing_analytic():
         P = scipy.linalg.expm(lp * t) @ P0
         assert P @ qy == pytest.approx(np.exp(-t) * (w * np.cos(w * t) - np.sin(w * t)) / w, abs=1e-12)
         assert P @ qz == pytest.approx(6 / w * np.exp(-t) * np.sin(w * t), abs=1e-12)
+
+
+def test_state_comparison_helpers(tfi4):
+    rho, _ = exact.steady_state(tfi4)
+    povm = POVMS["tetrahedral"]
+    P = probabilities(rho, povm, 4)
+    assert exact.classical_fidelity(P, P) == pytest.approx(1.0, abs=1e-12)
+    assert exact.trace_distance(rho, density_matrix(P, povm, 4)) < 1e-12
+    mixed = np.eye(16) / 16
+    assert exact.purity(mixed) == pytest.approx(1 / 16) and exact.purity(rho) > 1 / 16
+    assert 0 < exact.trace_distance(rho, mixed) <= 1
+    assert exact.classical_fidelity(P, probabilities(mixed, povm, 4)) < 1.0
