@@ -32,8 +32,7 @@ class DynamicsRecorder:
         self.rows: list[dict[str, float]] = []
         self.trajectory = None
         self.t0 = time.perf_counter()
-        self._small = system.hilbert.n_states <= MAX_EXACT_STATES
-        if with_exact and self._small:
+        if with_exact and system.hilbert.n_states <= MAX_EXACT_STATES:
             psi0 = np.asarray(vstate.to_array(normalize=True))
             self.trajectory = exact.evolve(system, psi0, self.times)
             if result is not None:

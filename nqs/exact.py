@@ -61,8 +61,8 @@ def sector_dimension(system: System) -> int:
     """Number of configurations in the system's sector (the whole space when unconstrained)."""
     if system.constraint is None:
         return int(system.hilbert.n_states)
-    if system.hilbert.n_states > 2**24:
-        return int(system.hilbert.n_states)  # an upper bound: the sector is not enumerated
+    if system.hilbert.n_states > 2**21:
+        return int(system.hilbert.n_states)  # an upper bound: enumerating would need gigabytes
     return int(len(system.sector_states()))
 
 
