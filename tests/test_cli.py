@@ -52,3 +52,16 @@ def test_inspect_refuses_bad_files_cleanly(folder, capsys, name, reason):
 def test_console_entry_point(folder):
     proc = subprocess.run([sys.executable, "-m", "nqs.cli", "inspect", str(folder / "corrupt.h5")], capture_output=True, text=True)
     assert proc.returncode == 2 and "is not an nqs result file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_plot_overlays_exact_time_series(tmp_path):
+    times = np.linspace(0, 1, 11)
+    with ResultFile(tmp_path / "dyn.h5", kind="dynamics", config={}, seed=0) as f:
+        f.write_exact("time", times)
+        f.write_exact("magnetization_x", np.cos(times))
+        for i, t in enumerate(times):
+            f.append({"step": i, "time": t, "magnetization_x": np.cos(t) + 1e-3, "magnetization_x_error": 1e-3})
+    assert main(["plot", str(tmp_path / "dyn.h5"), "--quantity", "magnetization_x"]) == 0
+    assert (tmp_path / "dyn.png").stat().st_size > 1000
+    with pytest.raises(SystemExit, match="no history column 'nonexistent'"):
+        main(["plot", str(tmp_path / "dyn.h5"), "--quantity", "nonexistent"])
