@@ -1,8 +1,11 @@
 """The `nqs` command line: inspect, plot and list result files.
 
-    nqs inspect FILE        metadata, final values with error bars, exact reference, relative error
-    nqs plot FILE [--out]   PNG of the history with the exact reference as a dashed line
-    nqs list DIR            one line per result file in a folder
+    nqs inspect FILE                          metadata, final values with error bars, exact reference, errors
+    nqs plot FILE [--out PNG] [--quantity Q]  PNG of the history with the exact reference dashed
+    nqs list DIR [--recursive]                one line per result file in a folder
+
+Errors (missing, corrupt or foreign files, unknown quantities, no matplotlib) are reported in one
+line on stderr with exit status 2.
 """
 
 from __future__ import annotations
@@ -10,76 +13,112 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from nqs import results
 
 
+class CliError(Exception):
+    """An error reported as one line on stderr (exit status 2)."""
+
+
+# -- inspect -------------------------------------------------------------------------------------
+
+
 def _inspect(path: Path) -> int:
     res = results.load(path)
-    a = res.attrs
-    print(f"{path}: {res.kind} run, created {a.get('created')}, seed {a.get('seed')}")
-    versions = a.get("versions") or {}
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
-    print(f"config: {a.get('config')}")
-    system = {k: v for k, v in res.system.items() if not k.startswith("convention_")}
-    print(f"system: {system}")
+    attrs, system = res.attrs, res.system
+    print(f"{path}: {res.kind} run, created {attrs.get('created')}, seed {attrs.get('seed')}, "
+          f"format_version {attrs.get('format_version')}")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in sorted((attrs.get("versions") or {}).items())))
+    print(f"config: {attrs.get('config')}")
+    params = {k: v for k, v in system.items() if k not in results.SYSTEM_RESERVED and not k.startswith("convention_")}
+    print(f"system: {system.get('builder', '(none recorded)')} {params}")
+    for key in ("conventions", "constraint", "n_sites", "observables"):
+        if key in system:
+            print(f"  {key}: {system[key]}")
     print(f"ansatz: {res.ansatz}")
     print(f"method: {res.method}")
-    steps = res.history.get("step")
-    n_steps = 0 if steps is None or len(steps) == 0 else int(np.nanmax(steps))
-    print(f"history: {len(steps) if steps is not None else 0} rows, last step {n_steps}, checkpoint step {res.checkpoint_step}")
-    rows = results.compare_with_exact(res)
-    if rows:
-        print(results.format_table(rows))
-    else:
-        for name, (value, err) in results.final_values(res).items():
-            print(f"{name:36s} {value:16.10f}" + ("" if err is None else f" ± {err:.2e}"))
+    print(f"history: {res.n_rows} rows, last step {_last_step(res)}, checkpoint step {res.checkpoint_step}")
+    rows = results.summary_rows(res)
+    print(results.format_table(rows) if rows else "(no history)")
+    if rows and all(row["exact"] is None for row in rows):
         print("(no exact reference stored)")
     return 0
 
 
-def _plot(path: Path, out: Path | None, quantities: list[str] | None) -> int:
+def _last_step(res: results.Result) -> int | None:
+    steps = res.history.get("step")
+    return None if steps is None or not len(steps) else int(steps[-1])
+
+
+# -- plot ----------------------------------------------------------------------------------------
+
+
+def _pyplot() -> Any:
     try:
         import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
     except ImportError as err:
-        raise SystemExit(f"nqs plot needs matplotlib: pip install 'nqs[plot]' ({err})")
+        raise CliError(f"nqs plot needs matplotlib: pip install 'nqs[plot]' ({err})") from err
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _default_quantities(res: results.Result) -> list[str]:
+    """Energy for ground-state runs; for runs with a "time" column the quantities with an exact series."""
+    names = list(results.final_values(res))
+    if "time" in res.history:
+        with_exact = [n for n in names if results.exact_on_history(res, n) is not None]
+        return with_exact or names[:4]
+    return ["energy"] if "energy" in names else names[:4]
+
+
+def _draw_quantity(ax: Any, res: results.Result, x: np.ndarray, name: str) -> None:
+    y = res.history[name]
+    ok = np.isfinite(y)
+    err = res.history.get(f"{name}_error")
+    yerr = None if err is None else np.nan_to_num(err[ok])
+    ax.errorbar(x[ok], y[ok], yerr=yerr, fmt=".-", ms=3, lw=0.8, label="variational")
+    ref = res.exact.get(name)
+    if ref is not None and np.ndim(ref) == 0:
+        ax.axhline(float(np.real(ref)), color="k", ls="--", lw=1, label="exact")
+    elif (series := results.exact_on_history(res, name)) is not None:
+        ax.plot(x, series, "k--", lw=1, label="exact")
+    ax.set_ylabel(name)
+    ax.legend(loc="best", fontsize=8)
+
+
+def _draw_relative_error(ax: Any, x: np.ndarray, energy: np.ndarray, exact: np.ndarray) -> None:
+    rel = np.abs(energy - exact) / np.abs(exact)
+    ok = np.isfinite(rel) & (rel > 0)
+    ax.semilogy(x[ok], rel[ok], ".-", ms=3, lw=0.8)
+    ax.set_ylabel("|E - E_exact| / |E_exact|")
+
+
+def _plot(path: Path, out: Path | None, quantities: list[str] | None) -> int:
     res = results.load(path)
-    hist = res.history
-    x_name = "time" if "time" in hist and np.isfinite(hist["time"]).any() else "step"
-    x = hist[x_name]
-    names = quantities or [n for n in ("energy",) if n in hist] or list(results.final_values(res))[:4]
-    rel_energy = "energy" in names and np.ndim(res.exact.get("energy", np.nan)) == 0 and "energy" in res.exact
-    n_panels = len(names) + int(rel_energy)
+    names = quantities or _default_quantities(res)
+    if not names:
+        raise CliError(f"{path} has no history to plot")
+    missing = [n for n in names if n not in res.history]
+    if missing:
+        raise CliError(f"{path} has no history column {missing[0]!r}; it has {sorted(res.history)}")
+    plt = _pyplot()
+    x_name = "time" if "time" in res.history and np.isfinite(res.history["time"]).any() else "step"
+    x = res.history[x_name]
+    exact_energy = results.exact_on_history(res, "energy") if "energy" in names else None
+    n_panels = len(names) + (exact_energy is not None)
     fig, axes = plt.subplots(n_panels, 1, figsize=(7, 2.6 * n_panels), sharex=True, squeeze=False)
-    for ax, name in zip(axes[:, 0], names):
-        if name not in hist:
-            raise SystemExit(f"nqs plot: {path} has no history column {name!r}")
-        y, ok = hist[name], np.isfinite(hist[name])
-        err = hist.get(f"{name}_error")
-        if err is not None:
-            ax.errorbar(x[ok], y[ok], yerr=np.nan_to_num(err[ok]), fmt=".-", ms=3, lw=0.8, label="variational")
-        else:
-            ax.plot(x[ok], y[ok], ".-", ms=3, lw=0.8, label="variational")
-        ref = res.exact.get(name)
-        if ref is not None and np.ndim(ref) == 0:
-            ax.axhline(float(ref), color="k", ls="--", lw=1, label="exact")
-        elif ref is not None and np.shape(ref) == np.shape(x):
-            ax.plot(x, ref, "k--", lw=1, label="exact")
-        ax.set_ylabel(name)
-        ax.legend(loc="best", fontsize=8)
-    if rel_energy:
-        ax = axes[-1, 0]
-        e, ref = hist["energy"], float(res.exact["energy"])
-        ok = np.isfinite(e)
-        ax.semilogy(x[ok], np.abs(e[ok] - ref) / abs(ref), ".-", ms=3, lw=0.8)
-        ax.set_ylabel("|E - E_exact| / |E_exact|")
+    for ax, name in zip(axes[:, 0], names, strict=False):
+        _draw_quantity(ax, res, x, name)
+    if exact_energy is not None:
+        _draw_relative_error(axes[-1, 0], x, res.history["energy"], exact_energy)
     axes[-1, 0].set_xlabel(x_name)
-    fig.suptitle(f"{path.name}: {res.system.get('builder', '')}", fontsize=10)
+    fig.suptitle(", ".join(filter(None, (f"{path.name}: {res.kind}", res.system.get("builder")))), fontsize=10)
     fig.tight_layout()
     out = out or path.with_suffix(".png")
     fig.savefig(out, dpi=120)
@@ -88,56 +127,76 @@ def _plot(path: Path, out: Path | None, quantities: list[str] | None) -> int:
     return 0
 
 
-def _list(folder: Path) -> int:
-    files = sorted(folder.rglob("*.h5"))
-    header = f"{'file':40s} {'kind':13s} {'builder':26s} {'N':>4s} {'ansatz':16s} {'steps':>6s} {'energy':>24s} {'exact':>14s} {'rel.err':>9s}"
-    print(header)
-    for f in files:
-        name = str(f.relative_to(folder))
+# -- list ----------------------------------------------------------------------------------------
+
+_LIST_COLUMNS = (("file", 40), ("kind", 13), ("builder", 26), ("N", 4), ("ansatz", 16), ("steps", 6),
+                 ("energy", 26), ("exact", 16), ("rel. err", 9))
+
+
+def _list_row(res: results.Result) -> list[str]:
+    energy = next((row for row in results.summary_rows(res) if row["name"] == "energy"), None)
+    value = "" if energy is None else f"{energy['value']:.8f}"
+    if energy is not None and energy["error"] is not None:
+        value += f" ± {energy['error']:.1e}"
+    exact = "" if energy is None or energy["exact"] is None else f"{energy['exact']:.8f}"
+    rel = "" if not exact else f"{energy['rel_err']:.2e}"
+    step = _last_step(res)
+    return [res.kind, str(res.system.get("builder", "")), str(res.system.get("n_sites", "")),
+            str(res.ansatz.get("name", "")), "" if step is None else str(step), value, exact, rel]
+
+
+def _format_list_line(cells: list[str]) -> str:
+    return " ".join(cell.ljust(w) if i in (0, 1, 2, 4) else cell.rjust(w)
+                    for i, (cell, (_, w)) in enumerate(zip(cells, _LIST_COLUMNS, strict=False))).rstrip()
+
+
+def _list(folder: Path, recursive: bool) -> int:
+    if not folder.is_dir():
+        raise CliError(f"{folder} is not a folder")
+    print(_format_list_line([name for name, _ in _LIST_COLUMNS]))
+    for path in sorted(folder.rglob("*.h5") if recursive else folder.glob("*.h5")):
+        name = str(path.relative_to(folder))
         try:
-            res = results.load(f)
+            cells = _list_row(results.load(path))
         except (results.ResultFileError, OSError):
-            print(f"{name:40s} (not an nqs result)")
-            continue
-        final = results.final_values(res)
-        e = final.get("energy")
-        energy = "" if e is None else f"{e[0]:.8f}" + ("" if e[1] is None else f" ± {e[1]:.1e}")
-        ref = res.exact.get("energy")
-        exact = "" if ref is None or np.ndim(ref) else f"{float(ref):.8f}"
-        rel = "" if not exact or e is None else f"{abs(e[0] - float(ref)) / abs(float(ref)):.2e}"
-        steps = res.history.get("step")
-        n = "" if steps is None or not len(steps) else str(int(np.nanmax(steps)))
-        print(
-            f"{name:40s} {res.kind:13s} {str(res.system.get('builder', '')):26s} {str(res.system.get('n_sites', '')):>4s} "
-            f"{str(res.ansatz.get('name', '')):16s} {n:>6s} {energy:>24s} {exact:>14s} {rel:>9s}"
-        )
+            cells = ["(not an nqs result)"]
+        print(_format_list_line([name, *cells]))
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nqs", description="Inspect, plot and list nqs result files.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("inspect", help="print a run's metadata and its comparison with the exact reference")
     p.add_argument("file", type=Path)
     p = sub.add_parser("plot", help="write a PNG of the history with the exact reference")
     p.add_argument("file", type=Path)
-    p.add_argument("--out", type=Path, default=None, help="PNG path (default: FILE with .png)")
-    p.add_argument("--quantity", action="append", default=None, help="history column to plot (repeatable)")
-    p = sub.add_parser("list", help="tabulate the result files in a folder")
+    p.add_argument("--out", type=Path, default=None, help="PNG path (default: FILE with suffix .png)")
+    p.add_argument("--quantity", action="append", default=None, metavar="NAME",
+                   help="history column to plot (repeatable; default: energy, or the observables of a time series)")
+    p = sub.add_parser("list", help="tabulate the result files (*.h5) in a folder")
     p.add_argument("folder", type=Path)
-    args = parser.parse_args(argv)
+    p.add_argument("-r", "--recursive", action="store_true", help="also look in sub-folders")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `nqs` command line with `argv` (default: sys.argv[1:]); returns the exit status."""
+    args = _parser().parse_args(argv)
     try:
         if args.command == "inspect":
             return _inspect(args.file)
         if args.command == "plot":
             return _plot(args.file, args.out, args.quantity)
-        if not args.folder.is_dir():
-            raise FileNotFoundError(f"{args.folder} is not a folder")
-        return _list(args.folder)
+        return _list(args.folder, args.recursive)
     except (results.ResultFileError, FileNotFoundError) as err:
-        target = getattr(args, "file", None) or getattr(args, "folder", None)
-        print(f"nqs {args.command}: {target} is not an nqs result file: {err}", file=sys.stderr)
-        return 2
+        print(f"nqs {args.command}: {args.file} is not an nqs result file: {err}", file=sys.stderr)
+    except CliError as err:
+        print(f"nqs {args.command}: {err}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
