@@ -9,10 +9,13 @@ run still has its reference.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
+import netket as nk
 import numpy as np
 
 from nqs import exact
@@ -20,6 +23,46 @@ from nqs.results import ResultFile
 from nqs.system import System
 
 MAX_EXACT_STATES = 2**16
+
+
+@dataclasses.dataclass
+class DynamicsOutcome:
+    """A finished time evolution: the final state, the recorded rows and the exact trajectory (or None)."""
+
+    state: Any
+    times: np.ndarray
+    rows: list[dict[str, float]]
+    exact: Any
+    wall_time: float
+
+    def series(self, name: str) -> np.ndarray:
+        return np.array([r.get(name, np.nan) for r in self.rows])
+
+
+def open_result(
+    out: str | None,
+    mode: str,
+    system: System,
+    vstate: Any,
+    method: Mapping[str, Any],
+    config: Mapping[str, Any] | None,
+    seed: int,
+    ansatz: Mapping[str, Any] | None,
+) -> ResultFile | None:
+    """The result file of a dynamics run (None when `out` is None), with ansatz size and method stored."""
+    if out is None:
+        return None
+    return ResultFile(
+        out, mode, kind="dynamics", config=dict(config or {}), seed=seed, system=system,
+        ansatz={**(ansatz or {"name": type(vstate.model).__name__}), "n_parameters": int(vstate.n_parameters)},
+        method=method,
+    )
+
+
+def check_hilbert(system: System, vstate: Any) -> None:
+    """ValueError unless the variational state lives on the system's Hilbert space."""
+    if vstate.hilbert != system.hilbert:
+        raise ValueError(f"the variational state lives on {vstate.hilbert}, the system on {system.hilbert}")
 
 
 class DynamicsRecorder:
@@ -42,18 +85,37 @@ class DynamicsRecorder:
                 for name, series in self.trajectory.observables.items():
                     result.write_exact(name, series)
 
+    def _expectations(self, vstate: Any) -> dict[str, tuple[complex, float, float]]:
+        """(mean, error of mean, variance) of H (key "energy") and of every observable.
+
+        A `FullSumState` is evaluated exactly from its state vector with the cached sparse matrices
+        (NetKet would rebuild the sparse matrix of every operator at every call).
+        """
+        if isinstance(vstate, nk.vqs.FullSumState):
+            psi = np.asarray(vstate.to_array(normalize=True))
+            out = {}
+            for name, matrix in exact.sparse_operators(self.system).items():
+                o_psi = matrix @ psi
+                mean = complex(np.vdot(psi, o_psi))
+                out["energy" if name == "hamiltonian" else name] = (
+                    mean, 0.0, float(np.vdot(o_psi, o_psi).real - abs(mean) ** 2)
+                )
+            return out
+        ops = {"energy": self.system.hamiltonian, **self.system.observables}
+        stats = {name: vstate.expect(op) for name, op in ops.items()}
+        return {name: (complex(s.mean), float(s.error_of_mean), float(s.variance)) for name, s in stats.items()}
+
     def record(self, index: int, t: float, vstate: Any, diagnostics: dict[str, float] | None = None) -> dict:
         """Estimate energy and observables at save point `index` (time `t`) and append the row."""
-        energy = vstate.expect(self.system.hamiltonian)
-        mean = complex(energy.mean)
+        values = self._expectations(vstate)
+        mean, error, variance = values.pop("energy")
         if not math.isfinite(mean.real):
             raise FloatingPointError(f"t = {t:.6g}: the energy estimate is {mean}; the time evolution diverged")
         row = {"step": float(index), "time": float(t), "wall_time": time.perf_counter() - self.t0}
-        row.update({"energy": mean.real, "energy_error": float(energy.error_of_mean), "energy_variance": float(energy.variance)})
-        for name, op in self.system.observables.items():
-            stats = vstate.expect(op)
-            row[name] = float(np.real(stats.mean))
-            row[f"{name}_error"] = float(stats.error_of_mean)
+        row.update({"energy": mean.real, "energy_error": error, "energy_variance": variance})
+        for name, (mean, error, _) in values.items():
+            row[name] = mean.real
+            row[f"{name}_error"] = error
         if self.trajectory is not None:
             psi = np.asarray(vstate.to_array(normalize=True))
             row["fidelity"] = float(abs(np.vdot(self.trajectory.states[index], psi)) ** 2)

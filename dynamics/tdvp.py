@@ -27,8 +27,12 @@ import netket as nk
 import netket.experimental as nkx
 import numpy as np
 
-from dynamics.recording import DynamicsRecorder
-from nqs.results import ResultFile
+from dynamics.recording import (
+    DynamicsOutcome,
+    DynamicsRecorder,
+    check_hilbert,
+    open_result,
+)
 from nqs.system import System
 
 INTEGRATORS = {
@@ -105,20 +109,6 @@ class TDVPSettings:
         return {"cholesky": nk.optimizer.solver.cholesky, "svd": nk.optimizer.solver.svd}[self.solver]
 
 
-@dataclasses.dataclass
-class DynamicsOutcome:
-    """A finished time evolution: the final state, the recorded rows and the exact trajectory (or None)."""
-
-    state: Any
-    times: np.ndarray
-    rows: list[dict[str, float]]
-    exact: Any
-    wall_time: float
-
-    def series(self, name: str) -> np.ndarray:
-        return np.array([r.get(name, np.nan) for r in self.rows])
-
-
 def evolve_tdvp(
     system: System,
     vstate: Any,
@@ -143,16 +133,10 @@ def evolve_tdvp(
         progress: show NetKet's progress bar.
     """
     settings = settings or TDVPSettings()
-    if vstate.hilbert != system.hilbert:
-        raise ValueError(f"the variational state lives on {vstate.hilbert}, the system on {system.hilbert}")
+    check_hilbert(system, vstate)
     t_start = time.perf_counter()
-    result = None
-    if out is not None:
-        result = ResultFile(
-            out, mode, kind="dynamics", config=dict(config or {}), seed=seed, system=system,
-            ansatz={**(ansatz or {"name": type(vstate.model).__name__}), "n_parameters": int(vstate.n_parameters)},
-            method={"name": "dynamics.tdvp", **dataclasses.asdict(settings)},
-        )
+    method = {"name": "dynamics.tdvp", **dataclasses.asdict(settings)}
+    result = open_result(out, mode, system, vstate, method, config, seed, ansatz)
     try:
         times = settings.times
         recorder = DynamicsRecorder(system, vstate, times, result, exact and settings.propagation == "real")

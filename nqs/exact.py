@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from nqs.system import System
 
-_CACHE: dict[str, "ExactGroundState"] = {}
+_CACHE: dict[Any, Any] = {}
 MAX_CHECK_SITES = 14
 
 
@@ -57,13 +57,22 @@ def _key(system: System) -> str:
     return json.dumps(system.describe(), sort_keys=True, default=str)
 
 
+def sparse_operators(system: System) -> dict[str, sp.csr_matrix]:
+    """The Hamiltonian (key "hamiltonian") and every observable as scipy sparse matrices, cached per system."""
+    key = ("sparse", _key(system))
+    if key not in _CACHE:
+        ops = {"hamiltonian": system.hamiltonian, **system.observables}
+        _CACHE[key] = {name: sp.csr_matrix(op.to_sparse()) for name, op in ops.items()}
+    return _CACHE[key]
+
+
 def sector_dimension(system: System) -> int:
     """Number of configurations in the system's sector (the whole space when unconstrained)."""
     if system.constraint is None:
         return int(system.hilbert.n_states)
     if system.hilbert.n_states > 2**21:
         return int(system.hilbert.n_states)  # an upper bound: enumerating would need gigabytes
-    return int(len(system.sector_states()))
+    return len(system.sector_states())
 
 
 def _connected(operator: Any, configs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -291,7 +300,8 @@ def evolve(
     if psi0.shape != (system.hilbert.n_states,):
         raise ValueError(f"psi0 has shape {psi0.shape}, expected ({system.hilbert.n_states},)")
     psi0 = psi0 / np.linalg.norm(psi0)
-    H = system.hamiltonian.to_sparse()
+    matrices = sparse_operators(system)
+    H = matrices["hamiltonian"]
     if method == "sesolve" or (method == "auto" and system.n_sites <= 12):
         dims = [list(system.hilbert.shape), [1] * system.n_sites]
         res = qutip.sesolve(system.to_qutip()["H"], qutip.Qobj(psi0, dims=dims), times, options=SESOLVE_OPTIONS)
@@ -303,8 +313,8 @@ def evolve(
     h_psi = (H @ states.T).T
     energy = np.einsum("ti,ti->t", states.conj(), h_psi).real
     observables = {}
-    for name, op in system.observables.items():
-        o = op.to_sparse()
+    for name in system.observables:
+        o = matrices[name]
         observables[name] = np.einsum("ti,ti->t", states.conj(), (o @ states.T).T).real
     overlap0 = np.abs(states @ psi0.conj()) ** 2
     fidelity = None

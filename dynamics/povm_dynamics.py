@@ -1,0 +1,1000 @@
+"""Open-system dynamics and steady states in the POVM representation with normalised autoregressive models.
+
+The state of N qubits is the distribution P_θ(a) = Tr[ρ M^(a)] over 4^N outcome strings of an
+informationally complete POVM (`nqs.povm`), given by an autoregressive model with ``machine_pow = 1``
+(its output is log P_θ(a), normalised by construction) and sampled exactly by NetKet's
+`ARDirectSampler`. The Lindblad equation becomes the real linear equation
+
+    dP(a)/dt = (L P)(a) = Σ_b L_ab P(b),   L_ab = Tr[M^a 𝓛(N^b)]   (`nqs.povm.PovmLindbladian`),
+
+and the local Lindbladian on an outcome string is L_loc(a) = (L P_θ)(a)/P_θ(a) = Σ_b L_ab P_θ(b)/P_θ(a),
+with the b from `PovmLindbladian.connected(a)`. Three methods move the parameters:
+
+1. **Forward–backward trapezoid** (Luo, Chen, Carrasquilla, Clark, PRL 128, 090501 (2022)): the step
+   t → t + dt solves (1 − (dt/2) L) P_θ' = (1 + (dt/2) L) P_θ variationally, by minimising over θ'
+   (θ frozen, warm start θ' = θ, a fresh Adam for a fixed number of iterations)
+
+       C(θ') = Σ_a |P_θ'(a) − (dt/2)(L P_θ')(a) − P_θ(a) − (dt/2)(L P_θ)(a)|                      (L1)
+             = E_{a∼P_θ'} |1 − (dt/2) L_loc,θ'(a) − [P_θ(a) + (dt/2)(L P_θ)(a)] / P_θ'(a)|.
+
+   In Luo et al.'s notation dt = 2τ (their code: τ = 0.008, 120 Adam iterations, lr 1e-2 halved at
+   iteration 80). Sampled, the density P_θ'(a) in the denominator is held fixed (stop-gradient), which
+   makes the sample-mean gradient an unbiased estimate of ∇C = Σ_a sign(r_a) ∇r_a. In exact arithmetic
+   the scheme is Crank–Nicolson: second order and A-stable (`exact_trapezoid` is the linear-algebra
+   reference); in practice the per-step optimisation error adds (t/dt)·ε_fit to the O(dt²) error.
+
+2. **POVM-TDVP** (Reh, Schmitt, Gärttner, PRL 127, 230501 (2021)): the least-squares fit of
+   d log P_θ/dt = L_loc gives, for real parameters, with O_k(a) = ∂ log P_θ(a)/∂θ_k,
+
+       S θ̇ = F,   S_kk' = Cov_P(O_k, O_k'),   F_k = Cov_P(O_k, L_loc),
+
+   solved with a regularised inverse (NetKet's smooth pseudo-inverse, or S + ε1) and integrated with
+   NetKet's `netket.experimental.dynamics` Runge–Kutta integrators (fixed Euler/Heun/RK4 or adaptive
+   RK23/RK45). In full summation F_k = Σ_a (O_k(a) − ⟨O_k⟩)(L P_θ)(a), which needs no division by P.
+   The relative residual Var(L_loc − O·θ̇)/Var(L_loc) is recorded. jVMC's signal-to-noise filter is
+   not included.
+
+3. **Variational steady state** (Luo et al. 2022): minimise ‖L P_θ‖₁ = Σ_a |(L P_θ)(a)|
+   = E_{a∼P_θ} |L_loc(a)| (density held fixed in the gradient) with Adam, keeping the checkpoint with the
+   lowest large-sample (or, in full summation, exact) loss after `eval_after` iterations.
+
+**Modes.** A `netket.vqs.FullSumState` selects full summation over all 4^N outcomes (N ≤ 6: the sums are
+exact, L P is applied blockwise to the whole vector); an `MCState` with `ARDirectSampler` selects
+sampling, with `vstate.n_samples` samples per Adam iteration or TDVP evaluation. The variational state
+lives on a local-dimension-4 space, ``netket.hilbert.Fock(n_max=3, N=N)``; the `System` supplies H and
+the jump operators on the qubit space.
+
+**Recording.** At every save time (dynamics) or at the end (steady state): per-site averages
+⟨σˣ⟩, ⟨σʸ⟩, ⟨σᶻ⟩ (``sigma_x``, ``sigma_y``, ``sigma_z``), the nearest-neighbour average ⟨σᶻσᶻ⟩ (``zz_nn``,
+bonds of `system.graph`) and every Hermitian `LocalOperator` observable of the system, as averages of
+Q_O(a) = Tr[O N^(a)] (`nqs.povm.observable_table`), with standard errors when sampled; physicality
+diagnostics: the purity Tr ρ² = Σ_{a,b} P(a) P(b) Π_k T⁻¹_{a_k b_k} (full sum, or paired samples for
+N ≤ `purity_max_sites`), and the smallest eigenvalue of the 1- and 2-site (bond) reduced density matrices
+ρ_S = Σ_{a_S} P_S(a_S) N^(a_S) rebuilt from the marginals of P (empirical marginals when sampled). The
+exact reference (QuTiP `mesolve` from ρ(P_θ(0)), or `steadystate`) is computed by an independent path
+(Tr ρ O) on the same grid and written to /exact; for N ≤ 6 the classical fidelity, ‖P_θ − P_exact‖₁ and
+the trace distance of ρ(P_θ) to the exact ρ are recorded too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import netket as nk
+import netket.experimental as nkx
+import numpy as np
+import optax
+import scipy.linalg
+from jax.flatten_util import ravel_pytree
+
+from nqs import exact
+from nqs.povm import (
+    POVM,
+    PovmLindbladian,
+    density_matrix,
+    observable_table,
+    povm_lindbladian,
+    probabilities,
+)
+from nqs.results import ResultFile
+from nqs.system import System
+
+MAX_FULL_SUM_SITES = 6
+MAX_EXACT_SITES = 8
+SCHEDULES = ("constant", "step", "cosine", "exponential")
+INTEGRATORS = {"Euler": nkx.dynamics.Euler, "Heun": nkx.dynamics.Heun, "RK4": nkx.dynamics.RK4,
+               "RK23": nkx.dynamics.RK23, "RK45": nkx.dynamics.RK45}
+ADAPTIVE = ("RK23", "RK45")
+TDVP_SOLVERS = ("pinv_smooth", "shift")
+_PAULI = {
+    "X": np.array([[0, 1], [1, 0]], dtype=complex),
+    "Y": np.array([[0, -1j], [1j, 0]], dtype=complex),
+    "Z": np.array([[1, 0], [0, -1]], dtype=complex),
+}
+
+
+# -- settings --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class AdamSettings:
+    """Adam (optax) and its learning-rate schedule, shared by the trapezoid and steady-state methods.
+
+    Attributes:
+        learning_rate: initial learning rate.
+        b1, b2, eps: Adam moments and regulariser (Luo et al.: 0.9, 0.98, 1e-9).
+        schedule: "constant"; "step" (× `drop_factor` from iteration `drop_at`, Luo et al.);
+            "cosine" or "exponential" decay to `final_fraction` × learning_rate at the last iteration.
+        drop_at, drop_factor: the "step" schedule.
+        final_fraction: the end point of the "cosine" and "exponential" schedules.
+    """
+
+    learning_rate: float = 1e-2
+    b1: float = 0.9
+    b2: float = 0.98
+    eps: float = 1e-9
+    schedule: str = "step"
+    drop_at: int = 80
+    drop_factor: float = 0.5
+    final_fraction: float = 1e-3
+
+    def __post_init__(self):
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
+        if not 0 < self.final_fraction <= 1 or not self.drop_factor > 0:
+            raise ValueError("final_fraction must be in (0, 1] and drop_factor > 0")
+
+    def make_schedule(self, n_iter: int) -> optax.Schedule:
+        """Learning rate as a function of the iteration (0-based) of an `n_iter`-iteration run."""
+        lr = self.learning_rate
+        if self.schedule == "constant":
+            return optax.constant_schedule(lr)
+        if self.schedule == "step":
+            return optax.piecewise_constant_schedule(lr, {int(self.drop_at): float(self.drop_factor)})
+        if self.schedule == "cosine":
+            return optax.cosine_decay_schedule(lr, max(n_iter - 1, 1), alpha=self.final_fraction)
+        return optax.exponential_decay(lr, max(n_iter - 1, 1), self.final_fraction)
+
+    def make_optimizer(self, n_iter: int) -> optax.GradientTransformation:
+        """optax Adam with the schedule of an `n_iter`-iteration run."""
+        return optax.adam(self.make_schedule(n_iter), b1=self.b1, b2=self.b2, eps=self.eps)
+
+
+def _check_grid(t_end: float, dt: float, n_save: int) -> None:
+    if not dt > 0:
+        raise ValueError(f"dt must be > 0, got {dt}")
+    if not t_end >= 0:
+        raise ValueError(f"t_end must be >= 0, got {t_end}")
+    if n_save < 2:
+        raise ValueError(f"n_save must be >= 2, got {n_save}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrapezoidSettings(AdamSettings):
+    """Forward–backward trapezoid dynamics (stored as /method attributes).
+
+    Attributes:
+        t_end: final time (> 0; the run starts at t = 0).
+        dt: largest time step. The step used, `step_size`, is the largest one ≤ dt that divides the
+            interval between save points, t_end/(n_save − 1). Luo et al.'s τ is step_size/2.
+        n_save: number of save points in [0, t_end], both ends included.
+        n_iter: Adam iterations per step (Adam is re-initialised every step, warm start θ' = θ).
+        n_obs_samples: samples for observables at save points (sampled mode).
+        purity_max_sites: estimate the purity from paired samples only up to this N (its variance grows
+            exponentially with N).
+        seed: seed of the sampling keys.
+    """
+
+    t_end: float = 1.0
+    dt: float = 0.016
+    n_save: int = 11
+    n_iter: int = 120
+    n_obs_samples: int = 20000
+    purity_max_sites: int = 8
+    seed: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_grid(self.t_end, self.dt, self.n_save)
+        if not self.t_end > 0:
+            raise ValueError(f"t_end must be > 0 for the trapezoid, got {self.t_end}")
+        if self.n_iter < 1:
+            raise ValueError(f"n_iter must be >= 1, got {self.n_iter}")
+
+    @property
+    def steps_per_save(self) -> int:
+        """Trapezoid steps between consecutive save points."""
+        return max(1, math.ceil(self.t_end / (self.n_save - 1) / self.dt - 1e-9))
+
+    @property
+    def step_size(self) -> float:
+        """The time step used (≤ dt)."""
+        return self.t_end / (self.n_save - 1) / self.steps_per_save
+
+    @property
+    def n_steps(self) -> int:
+        return self.steps_per_save * (self.n_save - 1)
+
+    @property
+    def times(self) -> np.ndarray:
+        return np.linspace(0.0, self.t_end, self.n_save)
+
+
+@dataclasses.dataclass(frozen=True)
+class PovmTDVPSettings:
+    """POVM-TDVP (stored as /method attributes).
+
+    Attributes:
+        t_end, dt, n_save: final time, integrator step (initial step when adaptive), save points.
+        integrator: "Euler", "Heun", "RK4" (fixed step), "RK23" or "RK45" (adaptive, tolerances rtol/atol
+            on the parameters in the Euclidean norm). NetKet 3.23's adaptive step runs its `lax.cond`s
+            outside jit and compiles them anew on every step (~0.1–0.2 s per step on a CPU): negligible
+            for large models, dominant for tiny ones.
+        solver: "pinv_smooth" (NetKet's eigen-decomposition pseudo-inverse with the smooth cut-off
+            1/(1 + (pinv_rtol_smooth λ_max/λ)⁶), eigenvalues below pinv_rtol λ_max dropped) or "shift"
+            (Cholesky solve of S + diag_shift·1).
+        n_obs_samples, purity_max_sites, seed: as in `TrapezoidSettings`.
+    """
+
+    t_end: float = 1.0
+    dt: float = 0.01
+    n_save: int = 11
+    integrator: str = "RK4"
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    solver: str = "pinv_smooth"
+    pinv_rtol: float = 1e-12
+    pinv_rtol_smooth: float = 1e-8
+    diag_shift: float = 1e-6
+    n_obs_samples: int = 20000
+    purity_max_sites: int = 8
+    seed: int = 0
+
+    def __post_init__(self):
+        _check_grid(self.t_end, self.dt, self.n_save)
+        if self.integrator not in INTEGRATORS:
+            raise ValueError(f"unknown integrator {self.integrator!r}; choose one of {sorted(INTEGRATORS)}")
+        if self.solver not in TDVP_SOLVERS:
+            raise ValueError(f"unknown solver {self.solver!r}; choose one of {TDVP_SOLVERS}")
+        if self.diag_shift < 0:
+            raise ValueError(f"diag_shift must be >= 0, got {self.diag_shift}")
+
+    @property
+    def times(self) -> np.ndarray:
+        return np.linspace(0.0, self.t_end, self.n_save)
+
+    def make_solver(self) -> nkx.dynamics.AbstractSolver:
+        """The NetKet Runge–Kutta solver object for `nkx.dynamics.Integrator`."""
+        cls = INTEGRATORS[self.integrator]
+        if self.integrator in ADAPTIVE:
+            return cls(dt=self.dt, adaptive=True, rtol=self.rtol, atol=self.atol)
+        return cls(dt=self.dt)
+
+
+@dataclasses.dataclass(frozen=True)
+class SteadyStateSettings(AdamSettings):
+    """Variational steady state ‖L P_θ‖₁ → min (stored as /method attributes).
+
+    Attributes:
+        n_iter: Adam iterations (Luo et al.: 500 with 10⁴ samples each, lr 1e-2, halved at 600).
+        eval_after: consider checkpoints only from this iteration on.
+        eval_every: evaluate the loss every this many iterations (a history row each time); in full
+            summation the exact loss of every iteration after `eval_after` is compared.
+        n_eval_samples: samples of the checkpoint-selection loss estimate (sampled mode).
+        n_obs_samples, purity_max_sites, seed: as in `TrapezoidSettings`.
+    """
+
+    n_iter: int = 500
+    eval_after: int = 400
+    eval_every: int = 5
+    n_eval_samples: int = 40000
+    n_obs_samples: int = 100000
+    purity_max_sites: int = 8
+    seed: int = 0
+    drop_at: int = 600
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.n_iter < 1 or self.eval_every < 1:
+            raise ValueError("n_iter and eval_every must be >= 1")
+        if not 0 <= self.eval_after < self.n_iter:
+            raise ValueError(f"eval_after must be in [0, n_iter), got {self.eval_after}")
+
+
+# -- the model as a probability distribution --------------------------------------------------------
+def all_outcomes(n_sites: int) -> np.ndarray:
+    """All 4^N outcome strings (4^N, N), a_0 most significant (the order of `nqs.povm.probabilities`)."""
+    return np.stack(np.unravel_index(np.arange(4**n_sites), (4,) * n_sites), axis=1).astype(np.int32)
+
+
+def apply_lindbladian(lindbladian: PovmLindbladian, P: jax.Array) -> jax.Array:
+    """(L P) for a full vector P (4^N,) in jax.numpy (differentiable), block by block."""
+    n = lindbladian.n_sites
+    t = P.reshape((4,) * n)
+    out = jnp.zeros_like(t)
+    for sites, block in lindbladian.terms:
+        k = len(sites)
+        b = jnp.asarray(block.reshape((4,) * (2 * k)))
+        moved = jnp.tensordot(b, t, axes=(list(range(k, 2 * k)), list(sites)))
+        out = out + jnp.moveaxis(moved, list(range(k)), list(sites))
+    return out.reshape(-1)
+
+
+@dataclasses.dataclass(eq=False)
+class _Povm:
+    """An autoregressive probability model on POVM outcomes with the POVM Lindbladian of a system."""
+
+    system: System
+    lindbladian: PovmLindbladian
+    model: Any
+    model_state: dict
+    sampler: Any
+    n_samples: int
+    full_sum: bool
+
+    @property
+    def n_sites(self) -> int:
+        return self.system.n_sites
+
+    @functools.cached_property
+    def outcomes(self) -> np.ndarray:
+        return all_outcomes(self.n_sites)
+
+    def log_prob(self, params, a):
+        return self.model.apply({"params": params, **self.model_state}, a)
+
+    def probabilities(self, params) -> jax.Array:
+        return jnp.exp(self.log_prob(params, jnp.asarray(self.outcomes)))
+
+    def sample(self, params, key, n: int) -> jax.Array:
+        variables = {"params": params, **self.model_state}
+        state = self.sampler.init_state(self.model, variables, seed=key)
+        chain = -(-n // self.sampler.n_batches)
+        x, _ = self.sampler.sample(self.model, variables, state=state, chain_length=chain)
+        return x.reshape(-1, self.n_sites)[:n].astype(jnp.int32)
+
+    def lp_ratios(self, params, a, log_p_ref):
+        """Σ_b L_ab P_θ(b) / exp(log_p_ref(a)) for outcome strings a (B, N)."""
+        conns, mels = self.lindbladian.connected(a)
+        b, c = mels.shape
+        log_pb = self.log_prob(params, conns.reshape(b * c, self.n_sites)).reshape(b, c)
+        return jnp.sum(mels * jnp.exp(log_pb - log_p_ref[:, None]), axis=1)
+
+
+def _make_context(system: System, vstate: Any, povm: POVM | None) -> _Povm:
+    if not system.is_open:
+        raise ValueError("POVM dynamics needs an open system (with jump operators)")
+    hi = vstate.hilbert
+    if hi.size != system.n_sites or hi.local_size != 4 or list(np.asarray(hi.local_states)) != [0, 1, 2, 3]:
+        raise ValueError(
+            f"the variational state must live on {system.n_sites} sites with local values 0..3 "
+            f"(netket.hilbert.Fock(n_max=3, N={system.n_sites})), got {hi}"
+        )
+    model = vstate.model
+    if getattr(model, "machine_pow", 1) != 1:
+        raise ValueError("the model must return log P (machine_pow = 1), a normalised distribution over outcomes")
+    leaves = jax.tree_util.tree_leaves(vstate.parameters)
+    if any(jnp.iscomplexobj(x) for x in leaves):
+        raise ValueError("POVM methods need real parameters (P_θ is a real distribution)")
+    model_state = dict(vstate.model_state or {})
+    lindbladian = povm_lindbladian(system, povm or POVM.tetrahedral())
+    if isinstance(vstate, nk.vqs.FullSumState):
+        if system.n_sites > MAX_FULL_SUM_SITES:
+            raise ValueError(f"full summation needs N <= {MAX_FULL_SUM_SITES}, got {system.n_sites}")
+        ctx = _Povm(system, lindbladian, model, model_state, None, 0, True)
+        total = float(jnp.sum(ctx.probabilities(vstate.parameters)))
+        if abs(total - 1) > 1e-8:
+            raise ValueError(f"the model is not normalised (Σ_a P(a) = {total}); use an autoregressive model")
+        return ctx
+    if isinstance(vstate, nk.vqs.MCState):
+        sampler = vstate.sampler
+        if not isinstance(sampler, nk.sampler.ARDirectSampler):
+            raise TypeError("sampled POVM methods need the exact autoregressive sampler nk.sampler.ARDirectSampler")
+        return _Povm(system, lindbladian, model, model_state, sampler, int(vstate.n_samples), False)
+    raise TypeError(f"expected a netket FullSumState or MCState, got {type(vstate).__name__}")
+
+
+@jax.jit
+def _as_jit_output(tree):
+    """A copy laid out like the outputs of jitted functions (the same sharding), so that feeding the
+    initial parameters and later the updated ones to a jitted step does not compile it twice."""
+    return jax.tree_util.tree_map(jnp.copy, tree)
+
+
+def _set_parameters(vstate: Any, params) -> None:
+    vstate.parameters = params
+    if isinstance(vstate, nk.vqs.MCState):
+        vstate.reset()
+
+
+# -- observables and physicality diagnostics -------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class _Observable:
+    """⟨O⟩ = c + Σ_t E_P[Q_t(a_{S_t})] with the tables Q_t = Tr[O_t N^(a_{S_t})] of the local terms O_t."""
+
+    name: str
+    constant: float
+    terms: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+    def values(self, a: np.ndarray) -> np.ndarray:
+        out = np.full(len(a), self.constant, dtype=float)
+        for sites, table in self.terms:
+            index = a[:, sites] @ (4 ** np.arange(len(sites) - 1, -1, -1))
+            out += table[index]
+        return out
+
+
+def _bonds(system: System) -> list[tuple[int, int]]:
+    if system.graph is not None:
+        return sorted({(min(i, j), max(i, j)) for i, j in system.graph.edges() if i != j})
+    return [(i, i + 1) for i in range(system.n_sites - 1)]
+
+
+def _observables(system: System, povm: POVM) -> tuple[list[_Observable], dict[str, np.ndarray | None]]:
+    """The POVM observables and, per name, the dense operator for the exact side (None: built from ρ_S)."""
+    n = system.n_sites
+    obs = []
+    for p in "XYZ":
+        q = observable_table(_PAULI[p], povm) / n
+        obs.append(_Observable(f"sigma_{p.lower()}", 0.0, tuple((np.array([i]), q) for i in range(n))))
+    bonds = _bonds(system)
+    if bonds:
+        q = observable_table(np.kron(_PAULI["Z"], _PAULI["Z"]), povm) / len(bonds)
+        obs.append(_Observable("zz_nn", 0.0, tuple((np.array(b), q) for b in bonds)))
+    dense: dict[str, np.ndarray | None] = {o.name: None for o in obs}
+    qutip_obs = system.to_qutip()["observables"] if system.observables and n <= MAX_EXACT_SITES else {}
+    for name, op in system.observables.items():
+        if name in dense or not hasattr(op, "acting_on"):
+            continue
+        try:
+            terms = tuple(
+                (np.asarray(s, dtype=int), observable_table(m.toarray() if hasattr(m, "toarray") else np.asarray(m), povm))
+                for s, m in zip(op.acting_on, op.operators)
+            )
+        except ValueError:  # a non-Hermitian observable has complex Q: not recorded
+            continue
+        obs.append(_Observable(name, float(np.real(complex(op.constant))), terms))
+        dense[name] = qutip_obs[name].full() if name in qutip_obs else None
+    return obs, dense
+
+
+def _marginal(a: np.ndarray, weights: np.ndarray, sites) -> np.ndarray:
+    index = a[:, list(sites)] @ (4 ** np.arange(len(sites) - 1, -1, -1))
+    return np.bincount(index, weights=weights, minlength=4 ** len(sites))
+
+
+def _min_eigs(a: np.ndarray, weights: np.ndarray, povm: POVM, bonds) -> dict[str, float]:
+    """Smallest eigenvalue of the 1-site and bond reduced ρ_S = Σ P_S(a_S) N^(a_S) rebuilt from marginals."""
+    n = a.shape[1]
+    one = min(np.linalg.eigvalsh(density_matrix(_marginal(a, weights, [i]), povm, 1)).min() for i in range(n))
+    out = {"min_eig_1site": float(one)}
+    if bonds:
+        two = min(np.linalg.eigvalsh(density_matrix(_marginal(a, weights, b), povm, 2)).min() for b in bonds)
+        out["min_eig_2site"] = float(two)
+    return out
+
+
+def _purity_full(P: np.ndarray, povm: POVM, n: int) -> float:
+    """Tr ρ² = Σ_{a,b} P(a) P(b) Π_k T⁻¹_{a_k b_k} (exact contraction)."""
+    t = np.asarray(P, dtype=float).reshape((4,) * n)
+    for k in range(n):
+        t = np.moveaxis(np.tensordot(povm.T_inv, t, axes=([1], [k])), 0, k)
+    return float(np.sum(np.asarray(P).reshape((4,) * n) * t))
+
+
+def _purity_sampled(a: np.ndarray, povm: POVM) -> tuple[float, float]:
+    """Tr ρ² from independent pairs (first half, second half) of exact samples: mean and standard error."""
+    half = len(a) // 2
+    values = np.prod(povm.T_inv[a[:half], a[half : 2 * half]], axis=1)
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(max(half, 1)))
+
+
+def _partial_trace(rho: np.ndarray, keep, n: int) -> np.ndarray:
+    t = rho.reshape((2,) * (2 * n))
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    ket = list(letters[:n])
+    bra = [letters[n + i] if i in keep else ket[i] for i in range(n)]
+    out = "".join(ket[i] for i in keep) + "".join(bra[i] for i in keep)
+    k = len(keep)
+    return np.einsum("".join(ket) + "".join(bra) + "->" + out, t).reshape(2**k, 2**k)
+
+
+def _exact_row(rho: np.ndarray, obs: list[_Observable], dense: Mapping[str, Any], bonds, n: int) -> dict[str, float]:
+    """The recorded quantities of the exact ρ, by Tr[ρ O] on reduced density matrices (independent of the POVM)."""
+    singles = [_partial_trace(rho, [i], n) for i in range(n)]
+    pairs = [_partial_trace(rho, list(b), n) for b in bonds]
+    row = {f"sigma_{p.lower()}": float(np.mean([np.trace(r @ _PAULI[p]).real for r in singles])) for p in "XYZ"}
+    if pairs:
+        zz = np.kron(_PAULI["Z"], _PAULI["Z"])
+        row["zz_nn"] = float(np.mean([np.trace(r @ zz).real for r in pairs]))
+    for o in obs:
+        if dense.get(o.name) is not None:
+            row[o.name] = float(np.trace(rho @ dense[o.name]).real)
+    row["purity"] = exact.purity(rho)
+    row["min_eig_1site"] = float(min(np.linalg.eigvalsh(r).min() for r in singles))
+    if pairs:
+        row["min_eig_2site"] = float(min(np.linalg.eigvalsh(r).min() for r in pairs))
+    return row
+
+
+class _Recorder:
+    """One row per save point: observables, physicality diagnostics, comparison with the exact ρ."""
+
+    def __init__(self, ctx: _Povm, povm: POVM, result: ResultFile | None, exact_rhos: list[np.ndarray] | None,
+                 n_obs_samples: int, purity_max_sites: int, times: np.ndarray | None = None):
+        self.ctx, self.povm, self.result = ctx, povm, result
+        self.n_obs_samples, self.purity_max_sites = n_obs_samples, purity_max_sites
+        self.obs, dense = _observables(ctx.system, povm)
+        self.bonds = _bonds(ctx.system)
+        self.rows: list[dict[str, float]] = []
+        self.exact_rhos = exact_rhos
+        self.t0 = time.perf_counter()
+        self.exact: dict[str, Any] = {}
+        self._sample = jax.jit(ctx.sample, static_argnums=2) if not ctx.full_sum else None
+        self._probs = jax.jit(ctx.probabilities)
+        if exact_rhos is not None:
+            n = ctx.n_sites
+            rows = [_exact_row(r, self.obs, dense, self.bonds, n) for r in exact_rhos]
+            self.exact = {k: np.array([r[k] for r in rows]) for k in rows[0]}
+            if times is None:
+                self.exact = {k: float(v[0]) for k, v in self.exact.items()}
+            else:
+                self.exact["time"] = np.asarray(times, dtype=float)
+            if result is not None:
+                for name, value in self.exact.items():
+                    result.write_exact(name, value)
+
+    def record(self, index: int, t: float | None, params, key, diagnostics: Mapping[str, float] | None = None,
+               exact_index: int | None = None) -> dict[str, float]:
+        ctx, n = self.ctx, self.ctx.n_sites
+        row = {"step": float(index), "wall_time": time.perf_counter() - self.t0}
+        if t is not None:
+            row["time"] = float(t)
+        P_model = None
+        if ctx.full_sum:
+            a = ctx.outcomes
+            P_model = np.asarray(self._probs(params))
+            weights = P_model
+        else:
+            a = np.asarray(self._sample(params, key, self.n_obs_samples))
+            weights = np.full(len(a), 1.0 / len(a))
+        for o in self.obs:
+            q = o.values(a)
+            if ctx.full_sum:
+                row[o.name] = float(np.sum(weights * q))
+            else:
+                row[o.name] = float(q.mean())
+                row[f"{o.name}_error"] = float(q.std(ddof=1) / math.sqrt(len(q)))
+        if not all(math.isfinite(row[o.name]) for o in self.obs):
+            raise FloatingPointError(f"step {index}: non-finite observables; the evolution diverged")
+        if ctx.full_sum:
+            row["purity"] = _purity_full(P_model, self.povm, n)
+        elif n <= self.purity_max_sites:
+            row["purity"], row["purity_error"] = _purity_sampled(a, self.povm)
+        row.update(_min_eigs(a, weights, self.povm, self.bonds))
+        if self.exact_rhos is not None and n <= MAX_FULL_SUM_SITES:
+            if P_model is None:
+                P_model = np.asarray(self._probs(params))
+            rho = self.exact_rhos[exact_index if exact_index is not None else 0]
+            P_exact = probabilities(rho, self.povm, n)
+            row["classical_fidelity"] = exact.classical_fidelity(P_model, P_exact)
+            row["l1_distance"] = float(np.sum(np.abs(P_model - P_exact)))
+            row["trace_distance"] = exact.trace_distance(density_matrix(P_model, self.povm, n), rho)
+        row.update(diagnostics or {})
+        self.rows.append(row)
+        if self.result is not None:
+            self.result.append(row)
+        return row
+
+
+# -- outcome and result file -----------------------------------------------------------------------
+@dataclasses.dataclass
+class PovmOutcome:
+    """A finished POVM run.
+
+    Attributes:
+        state: the variational state, holding the final parameters (steady state: the best checkpoint).
+        times: save times (dynamics) or None (steady state).
+        rows: the recorded rows (also the /history of the result file).
+        exact: exact reference: name -> series on `times` (dynamics) or scalar (steady state); empty
+            when the system is too large.
+        wall_time: seconds.
+        info: method-specific results (steady state: best_step, best_loss).
+    """
+
+    state: Any
+    times: np.ndarray | None
+    rows: list[dict[str, float]]
+    exact: dict[str, Any]
+    wall_time: float
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def series(self, name: str) -> np.ndarray:
+        """Column `name` of the rows that have it (NaN where missing)."""
+        return np.array([r.get(name, np.nan) for r in self.rows])
+
+
+def _ansatz_description(vstate: Any, ansatz: Mapping[str, Any] | None) -> dict[str, Any]:
+    describe = getattr(vstate.model, "describe", None)
+    base = dict(ansatz) if ansatz is not None else (describe() if callable(describe) else {"name": type(vstate.model).__name__})
+    return {**base, "n_parameters": int(vstate.n_parameters)}
+
+
+def _open(out, mode, kind, system, vstate, method, config, seed, ansatz) -> ResultFile | None:
+    if out is None:
+        return None
+    return ResultFile(out, mode, kind=kind, config=dict(config or {}), seed=seed, system=system,
+                      ansatz=_ansatz_description(vstate, ansatz), method=method)
+
+
+def _initial_rho(ctx: _Povm, params, povm: POVM, rho0: np.ndarray | None) -> np.ndarray | None:
+    n = ctx.n_sites
+    if rho0 is not None:
+        rho0 = np.asarray(rho0, dtype=complex)
+        if rho0.shape != (2**n, 2**n):
+            raise ValueError(f"rho0 has shape {rho0.shape}, expected {(2**n, 2**n)}")
+        return rho0
+    if n > MAX_EXACT_SITES:
+        return None
+    return density_matrix(np.asarray(jax.jit(ctx.probabilities)(params)), povm, n)
+
+
+def _exact_dynamics(ctx: _Povm, params, povm: POVM, rho0, times, with_exact: bool) -> list[np.ndarray] | None:
+    if not with_exact or ctx.n_sites > MAX_EXACT_SITES:
+        return None
+    rho = _initial_rho(ctx, params, povm, rho0)
+    return exact.mesolve_system(ctx.system, rho, times, store_states=True)["states"]
+
+
+def _method(name: str, settings: Any, povm: POVM, ctx: _Povm) -> dict[str, Any]:
+    return {"name": name, **dataclasses.asdict(settings), "povm": povm.name,
+            "mode": "full_sum" if ctx.full_sum else "sampled", "n_samples": ctx.n_samples}
+
+
+# -- exact linear-algebra trapezoid (reference) -----------------------------------------------------
+def exact_trapezoid(L: np.ndarray, P0: np.ndarray, dt: float, n_steps: int) -> np.ndarray:
+    """Crank–Nicolson (1 − (dt/2) L) P_{n+1} = (1 + (dt/2) L) P_n with a dense L: rows P_0 … P_{n_steps}.
+
+    The exact-arithmetic limit of the forward–backward trapezoid of Luo et al. (PRL 128, 090501 (2022));
+    its global error is O(dt²).
+    """
+    L = np.asarray(L, dtype=float)
+    eye = np.eye(L.shape[0])
+    lu = scipy.linalg.lu_factor(eye - 0.5 * dt * L)
+    forward = eye + 0.5 * dt * L
+    out = [np.asarray(P0, dtype=float)]
+    for _ in range(n_steps):
+        out.append(scipy.linalg.lu_solve(lu, forward @ out[-1]))
+    return np.array(out)
+
+
+# -- (a) forward–backward trapezoid ----------------------------------------------------------------
+def _trapezoid_loss(ctx: _Povm, dt: float):
+    """C(θ'; θ, key): the L1 trapezoid residual, exact (full sum) or estimated on a ∼ P_θ'."""
+    half = 0.5 * dt
+    if ctx.full_sum:
+        def loss(p_new, p_old, key):
+            P_old = ctx.probabilities(p_old)
+            target = P_old + half * apply_lindbladian(ctx.lindbladian, P_old)
+            P_new = ctx.probabilities(p_new)
+            return jnp.sum(jnp.abs(P_new - half * apply_lindbladian(ctx.lindbladian, P_new) - target))
+        return loss
+
+    def loss(p_new, p_old, key):
+        a = ctx.sample(jax.lax.stop_gradient(p_new), key, ctx.n_samples)
+        log_new = ctx.log_prob(p_new, a)
+        ref = jax.lax.stop_gradient(log_new)  # the sampling density, held fixed
+        new = jnp.exp(log_new - ref) - half * ctx.lp_ratios(p_new, a, ref)
+        old = jnp.exp(ctx.log_prob(p_old, a) - ref) + half * ctx.lp_ratios(p_old, a, ref)
+        return jnp.mean(jnp.abs(new - old))
+    return loss
+
+
+def _make_trapezoid_step(ctx: _Povm, settings: TrapezoidSettings):
+    loss = _trapezoid_loss(ctx, settings.step_size)
+    opt = settings.make_optimizer(settings.n_iter)
+    value_and_grad = jax.value_and_grad(loss)
+
+    @jax.jit
+    def step(p_old, key):
+        def body(carry, _):
+            p, opt_state, key = carry
+            key, sub = jax.random.split(key)
+            value, grad = value_and_grad(p, p_old, sub)
+            updates, opt_state = opt.update(grad, opt_state, p)
+            return (optax.apply_updates(p, updates), opt_state, key), value
+
+        (p, _, key), losses = jax.lax.scan(body, (p_old, opt.init(p_old), key), None, length=settings.n_iter)
+        return p, losses[0], loss(p, p_old, key)
+
+    return step
+
+
+def evolve_trapezoid(
+    system: System,
+    vstate: Any,
+    settings: TrapezoidSettings | None = None,
+    *,
+    povm: POVM | None = None,
+    rho0: np.ndarray | None = None,
+    out: str | None = None,
+    mode: str = "fail",
+    config: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    ansatz: Mapping[str, Any] | None = None,
+    exact: bool = True,
+) -> PovmOutcome:
+    """Lindblad dynamics of the POVM distribution by the forward–backward trapezoid (Luo et al., PRL 128,
+    090501 (2022)): per step, min_θ' Σ_a |P_θ' − (dt/2) L P_θ' − P_θ − (dt/2) L P_θ| by Adam (module docstring).
+
+    Args:
+        system: open system (H and jump operators on qubits).
+        vstate: `FullSumState` (full summation, N ≤ 6) or `MCState` with `ARDirectSampler` on
+            Fock(n_max=3, N), model with machine_pow = 1; its parameters are updated in place.
+        settings: time grid and optimiser.
+        povm: the POVM (default tetrahedral).
+        rho0: initial density matrix of the exact reference (default ρ(P_θ(0)), N ≤ 8).
+        out, mode, config, seed, ansatz: result file (kind "dynamics") and its metadata.
+        exact: compute the exact `mesolve` reference (N ≤ 8).
+
+    Rows per save time: observables, purity, reduced-ρ minimum eigenvalues, exact comparisons, and
+    ``step_loss`` (final L1 residual of the last step), ``max_step_loss`` and ``mean_step_loss`` since
+    the previous save, ``initial_step_loss`` (residual of the warm start, ≈ dt‖(L P)‖₁).
+    """
+    settings = settings or TrapezoidSettings()
+    povm = povm or POVM.tetrahedral()
+    ctx = _make_context(system, vstate, povm)
+    t_start = time.perf_counter()
+    result = _open(out, mode, "dynamics", system, vstate, _method("dynamics.povm_trapezoid", settings, povm, ctx),
+                   config, seed, ansatz)
+    try:
+        times = settings.times
+        params = _as_jit_output(vstate.parameters)
+        rhos = _exact_dynamics(ctx, params, povm, rho0, times, exact)
+        recorder = _Recorder(ctx, povm, result, rhos, settings.n_obs_samples, settings.purity_max_sites, times)
+        key = jax.random.PRNGKey(settings.seed)
+        key, sub = jax.random.split(key)
+        recorder.record(0, 0.0, params, sub, exact_index=0)
+        step = _make_trapezoid_step(ctx, settings)
+        save_every, h = settings.steps_per_save, settings.step_size
+        losses, first = [], []
+        for n in range(1, settings.n_steps + 1):
+            key, sub = jax.random.split(key)
+            params, initial, final = step(params, sub)
+            final = float(final)
+            if not math.isfinite(final):
+                raise FloatingPointError(f"trapezoid step {n}: the residual is {final}; the optimisation diverged")
+            losses.append(final)
+            first.append(float(initial))
+            if n % save_every == 0:
+                key, sub = jax.random.split(key)
+                recorder.record(n // save_every, float(times[n // save_every]), params, sub, {
+                    "step_loss": final, "max_step_loss": max(losses), "mean_step_loss": float(np.mean(losses)),
+                    "initial_step_loss": float(np.mean(first)), "trapezoid_steps": float(n), "dt": h,
+                }, exact_index=n // save_every)
+                losses, first = [], []
+        _set_parameters(vstate, params)
+    finally:
+        if result is not None:
+            result.close()
+    return PovmOutcome(vstate, times, recorder.rows, recorder.exact, time.perf_counter() - t_start)
+
+
+# -- (b) POVM-TDVP ----------------------------------------------------------------------------------
+def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
+    """θ̇ = S⁻¹F (regularised) and the relative residual Var(L_loc − O·θ̇)/Var(L_loc), jitted."""
+
+    def log_p(flat, a):
+        return ctx.log_prob(unravel(flat), a)
+
+    def solve(S, F):
+        if settings.solver == "pinv_smooth":
+            x, _ = nk.optimizer.solver.pinv_smooth(S, F, rtol=settings.pinv_rtol, rtol_smooth=settings.pinv_rtol_smooth)
+            return x
+        factor = jax.scipy.linalg.cho_factor(S + settings.diag_shift * jnp.eye(S.shape[0]))
+        return jax.scipy.linalg.cho_solve(factor, F)
+
+    @jax.jit
+    def rhs(flat, key):
+        if ctx.full_sum:
+            a = jnp.asarray(ctx.outcomes)
+            P = jnp.exp(log_p(flat, a))
+            O = jax.jacrev(log_p)(flat, a)  # (4^N, n_params)
+            Oc = O - P @ O
+            LP = apply_lindbladian(ctx.lindbladian, P)
+            S = Oc.T @ (P[:, None] * Oc)
+            F = Oc.T @ LP  # Σ_a (O − ⟨O⟩)(L P)(a) = Cov(O, L_loc)
+            weights = P
+            L_loc = LP / jnp.maximum(P, 1e-300)
+        else:
+            a = ctx.sample(unravel(flat), key, ctx.n_samples)
+            log_pa = log_p(flat, a)
+            O = jax.jacrev(log_p)(flat, a)
+            Oc = O - O.mean(0)
+            L_loc = ctx.lp_ratios(unravel(flat), a, log_pa)
+            weights = jnp.full(a.shape[0], 1.0 / a.shape[0])
+            S = Oc.T @ Oc / a.shape[0]
+            F = Oc.T @ (L_loc - L_loc.mean()) / a.shape[0]
+        theta_dot = solve(S, F)
+        centred = L_loc - weights @ L_loc
+        residual = centred - Oc @ theta_dot
+        rel = (weights @ residual**2) / jnp.maximum(weights @ centred**2, 1e-300)
+        return theta_dot, rel
+
+    return rhs
+
+
+def evolve_povm_tdvp(
+    system: System,
+    vstate: Any,
+    settings: PovmTDVPSettings | None = None,
+    *,
+    povm: POVM | None = None,
+    rho0: np.ndarray | None = None,
+    out: str | None = None,
+    mode: str = "fail",
+    config: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    ansatz: Mapping[str, Any] | None = None,
+    exact: bool = True,
+) -> PovmOutcome:
+    """Lindblad dynamics of the POVM distribution by TDVP (Reh, Schmitt, Gärttner, PRL 127, 230501 (2021)):
+    Cov(O, O) θ̇ = Cov(O, L_loc), O_k = ∂ log P_θ/∂θ_k, integrated with NetKet's Runge–Kutta integrators.
+
+    Arguments as in `evolve_trapezoid`. Rows add ``tdvp_residual`` (relative residual of the fit at the
+    last evaluation), ``integrator_steps`` and ``dt``.
+    """
+    settings = settings or PovmTDVPSettings()
+    povm = povm or POVM.tetrahedral()
+    ctx = _make_context(system, vstate, povm)
+    t_start = time.perf_counter()
+    result = _open(out, mode, "dynamics", system, vstate, _method("dynamics.povm_tdvp", settings, povm, ctx),
+                   config, seed, ansatz)
+    try:
+        times = settings.times
+        flat0, unravel = ravel_pytree(vstate.parameters)
+        flat0 = _as_jit_output(flat0)
+        rhos = _exact_dynamics(ctx, vstate.parameters, povm, rho0, times, exact)
+        recorder = _Recorder(ctx, povm, result, rhos, settings.n_obs_samples, settings.purity_max_sites, times)
+        rhs = _make_tdvp_rhs(ctx, settings, unravel)
+        keys = {"key": jax.random.PRNGKey(settings.seed)}
+        last = {"residual": float("nan")}
+
+        def next_key():
+            keys["key"], sub = jax.random.split(keys["key"])
+            return sub
+
+        def f(t, y, *, stage=0):
+            theta_dot, residual = rhs(y, next_key())
+            last["residual"] = float(residual)
+            return theta_dot
+
+        recorder.record(0, 0.0, unravel(flat0), next_key(), exact_index=0)
+        solver = settings.make_solver()
+        integrator = nkx.dynamics.Integrator(
+            f, solver, 0.0, flat0, use_adaptive=solver.adaptive, parameters=solver.integrator_params,
+        )
+        n_steps = 0
+        for index, t_save in enumerate(times[1:], start=1):
+            while float(integrator.t) < t_save - 1e-12 * max(1.0, t_save):
+                integrator.step(max_dt=t_save - float(integrator.t))
+                n_steps += 1
+                if integrator.errors:
+                    raise RuntimeError(f"POVM-TDVP integrator at t = {float(integrator.t):.6g}: {integrator.errors.message()}")
+                if not bool(jnp.all(jnp.isfinite(integrator.y))):
+                    raise FloatingPointError(f"POVM-TDVP: non-finite parameters at t = {float(integrator.t):.6g}")
+            recorder.record(index, float(t_save), unravel(integrator.y), next_key(), {
+                "tdvp_residual": last["residual"], "integrator_steps": float(n_steps), "dt": float(integrator.dt),
+            }, exact_index=index)
+        _set_parameters(vstate, unravel(integrator.y))
+    finally:
+        if result is not None:
+            result.close()
+    return PovmOutcome(vstate, times, recorder.rows, recorder.exact, time.perf_counter() - t_start)
+
+
+# -- (c) variational steady state ------------------------------------------------------------------
+def _steady_loss(ctx: _Povm, n_samples: int):
+    """‖L P_θ‖₁: exact (full sum) or E_{a∼P_θ}|L_loc(a)| with the density held fixed (per-sample values too)."""
+    if ctx.full_sum:
+        def loss(p, key):
+            values = jnp.abs(apply_lindbladian(ctx.lindbladian, ctx.probabilities(p)))
+            return jnp.sum(values), values
+        return loss
+
+    def loss(p, key):
+        a = ctx.sample(jax.lax.stop_gradient(p), key, n_samples)
+        ref = jax.lax.stop_gradient(ctx.log_prob(p, a))
+        values = jnp.abs(ctx.lp_ratios(p, a, ref))
+        return jnp.mean(values), values
+    return loss
+
+
+def find_steady_state(
+    system: System,
+    vstate: Any,
+    settings: SteadyStateSettings | None = None,
+    *,
+    povm: POVM | None = None,
+    out: str | None = None,
+    mode: str = "fail",
+    config: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    ansatz: Mapping[str, Any] | None = None,
+    exact: bool = True,
+) -> PovmOutcome:
+    """Variational steady state (Luo et al., PRL 128, 090501 (2022)): min_θ ‖L P_θ‖₁ = E_{a∼P_θ}|L_loc(a)|
+    by Adam, keeping the best checkpoint by a large-sample (full sum: exact) loss after `eval_after`.
+
+    Args as in `evolve_trapezoid` (result file kind "steady_state"; /exact holds the QuTiP steady-state
+    values, N ≤ 8). History rows every `eval_every` iterations: ``loss`` (mean mini-batch loss since the
+    previous row), ``learning_rate``, and from `eval_after` on ``eval_loss`` (± ``eval_loss_error``); the
+    last row (step n_iter + 1) holds the observables and diagnostics of the best checkpoint, which is also
+    the /checkpoint (Flax msgpack of the parameters) and the final parameters of `vstate`.
+    """
+    settings = settings or SteadyStateSettings()
+    povm = povm or POVM.tetrahedral()
+    ctx = _make_context(system, vstate, povm)
+    t_start = time.perf_counter()
+    result = _open(out, mode, "steady_state", system, vstate,
+                   _method("dynamics.povm_steady_state", settings, povm, ctx), config, seed, ansatz)
+    try:
+        rhos = None
+        if exact and ctx.n_sites <= MAX_EXACT_SITES:
+            rhos = [exact_steady_state(system)]
+        recorder = _Recorder(ctx, povm, result, rhos, settings.n_obs_samples, settings.purity_max_sites)
+        loss = _steady_loss(ctx, ctx.n_samples)
+        eval_loss = jax.jit(_steady_loss(ctx, settings.n_eval_samples))
+        opt = settings.make_optimizer(settings.n_iter)
+        lr_at = settings.make_schedule(settings.n_iter)
+        value_and_grad = jax.value_and_grad(loss, has_aux=True)
+
+        @functools.partial(jax.jit, static_argnums=3)
+        def chunk(p, opt_state, key, length, start, best):
+            def body(carry, it):
+                p, opt_state, key, best = carry
+                key, sub = jax.random.split(key)
+                (value, _), grad = value_and_grad(p, sub)
+                if ctx.full_sum:  # exact loss of the current parameters: keep the best one
+                    better = (it >= settings.eval_after) & (value < best[0])
+                    best = (jnp.where(better, value, best[0]), jnp.where(better, it, best[1]),
+                            jax.tree_util.tree_map(lambda x, y: jnp.where(better, x, y), p, best[2]))
+                updates, opt_state = opt.update(grad, opt_state, p)
+                return (optax.apply_updates(p, updates), opt_state, key, best), value
+
+            (p, opt_state, key, best), values = jax.lax.scan(body, (p, opt_state, key, best), start + jnp.arange(length))
+            return p, opt_state, key, best, values
+
+        params = _as_jit_output(vstate.parameters)
+        opt_state = opt.init(params)
+        key = jax.random.PRNGKey(settings.seed)
+        # full sum: the exact loss of every iteration is compared inside the scan (carried "best");
+        # sampled: only the large-sample estimates at the evaluation points (Python-side "evaluated")
+        best = _as_jit_output((jnp.asarray(jnp.inf), jnp.asarray(-1), params))
+        evaluated = (math.inf, -1, params)
+        it = 0
+        while it < settings.n_iter:
+            length = min(settings.eval_every, settings.n_iter - it)
+            params, opt_state, key, best, values = chunk(params, opt_state, key, length, it, best)
+            it += length
+            row = {"step": float(it), "loss": float(jnp.mean(values)), "learning_rate": float(lr_at(it - 1))}
+            if not math.isfinite(row["loss"]):
+                raise FloatingPointError(f"steady state, iteration {it}: the loss is {row['loss']}")
+            if it > settings.eval_after or it == settings.n_iter:
+                key, sub = jax.random.split(key)
+                value, per_sample = eval_loss(params, sub)
+                row["eval_loss"] = float(value)
+                if not ctx.full_sum:
+                    row["eval_loss_error"] = float(jnp.std(per_sample) / math.sqrt(per_sample.shape[0]))
+                if float(value) < evaluated[0]:
+                    evaluated = (float(value), it, params)
+            recorder.rows.append(row)
+            if result is not None:
+                result.append(row)
+        best_loss, best_step, params = evaluated
+        if float(best[0]) < best_loss:
+            best_loss, best_step, params = float(best[0]), int(best[1]), best[2]
+        key, sub = jax.random.split(key)
+        recorder.record(settings.n_iter + 1, None, params, sub, {"best_loss": best_loss, "best_step": float(best_step)})
+        if result is not None:
+            result.save_checkpoint(flax.serialization.to_bytes(params), settings.n_iter + 1)
+        _set_parameters(vstate, params)
+    finally:
+        if result is not None:
+            result.close()
+    return PovmOutcome(vstate, None, recorder.rows, recorder.exact, time.perf_counter() - t_start,
+                       {"best_loss": best_loss, "best_step": best_step})
+
+
+def exact_steady_state(system: System) -> np.ndarray:
+    """ρ_ss of `system` from `nqs.exact.steady_state` (QuTiP `steadystate`)."""
+    rho, _ = exact.steady_state(system)
+    return np.asarray(rho)
