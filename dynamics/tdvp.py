@@ -12,7 +12,16 @@ solvers and the Runge–Kutta integrators (fixed Euler/Heun/RK4 and adaptive RK2
 Bogacki–Shampine / Dormand–Prince error control) are NetKet's `netket.experimental.TDVP` used as is.
 What this module adds: the exact QuTiP trajectory from the variational initial state on the same
 grid, fidelity with it, observables and diagnostics per save point in the nqs result file, input
-checks and a clear error when the evolution diverges. The Schmitt–Heyl SNR filter is not included.
+checks, a clear error when the evolution diverges, and the local TDVP residual at every save point
+
+    r² = E|Σ_k θ̇_k Ō_k(x) + g (E_loc(x) − ⟨H⟩)|² / Var(E_loc),    g = i (real time), 1 (imaginary time),
+
+the relative distance between the variational and the exact (projected) time derivative (Schmitt &
+Heyl, PRL 125, 100503 (2020); 0 = exact, 1 = no progress), evaluated from θ̇ of the current state by
+one Jacobian-vector product. ``solver="snr"`` switches to NetKet's `nkx.driver.TDVPSchmitt`: the
+QGT is diagonalised and each mode k is damped by [1 + (ε_SVD σ_max/σ_k)⁶]⁻¹[1 + (ε_SNR/SNR_k)⁶]⁻¹,
+SNR_k = |ρ_k|√N_s/std(ρ_k(x)), ρ_k the force in the eigenbasis (Monte Carlo states only); the
+minimum and median SNR are recorded.
 """
 
 from __future__ import annotations
@@ -23,10 +32,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import netket as nk
 import netket.experimental as nkx
 import numpy as np
 
+from dynamics.infidelity import log_amplitude_and_local_energy
 from dynamics.recording import (
     DynamicsOutcome,
     DynamicsRecorder,
@@ -42,7 +54,8 @@ INTEGRATORS = {
     "RK23": (nkx.dynamics.RK23, True),
     "RK45": (nkx.dynamics.RK45, True),
 }
-SOLVERS = ("pinv_smooth", "cholesky", "svd")
+SOLVERS = ("pinv_smooth", "cholesky", "svd", "snr")
+ERROR_NORMS = ("euclidean", "qgt", "maximum")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +69,11 @@ class TDVPSettings:
         integrator: "Euler", "Heun", "RK4", "RK23" or "RK45".
         propagation: "real" or "imag".
         rtol, atol: tolerances of the adaptive integrators.
-        solver: "pinv_smooth" (smooth pseudo-inverse), "cholesky" or "svd".
+        solver: "pinv_smooth" (smooth pseudo-inverse), "cholesky", "svd", or "snr" (Schmitt–Heyl
+            signal-to-noise filter with the smooth SVD cut-off pinv_rtol_smooth, Monte Carlo states only).
+        snr_atol: ε_SNR of the SNR filter.
+        error_norm: norm of the adaptive step control: "euclidean", "maximum" or "qgt" (√(δθ† S δθ),
+            parameterisation invariant).
         pinv_rtol, pinv_rtol_smooth: cut-offs of the smooth pseudo-inverse (relative to the largest eigenvalue).
         diag_shift: diagonal shift added to the QGT (biases real-time dynamics: keep it small).
         holomorphic: pass True for holomorphic complex-parameter models (None: let NetKet decide).
@@ -74,6 +91,8 @@ class TDVPSettings:
     pinv_rtol_smooth: float = 1e-10
     diag_shift: float = 0.0
     holomorphic: bool | None = None
+    snr_atol: float = 1.0
+    error_norm: str = "euclidean"
 
     def __post_init__(self):
         if not self.dt > 0:
@@ -88,6 +107,8 @@ class TDVPSettings:
             raise ValueError(f"propagation must be 'real' or 'imag', got {self.propagation!r}")
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r}; choose one of {SOLVERS}")
+        if self.error_norm not in ERROR_NORMS:
+            raise ValueError(f"unknown error_norm {self.error_norm!r}; choose one of {ERROR_NORMS}")
         if self.diag_shift < 0:
             raise ValueError(f"diag_shift must be >= 0, got {self.diag_shift}")
 
@@ -107,6 +128,64 @@ class TDVPSettings:
                 nk.optimizer.solver.pinv_smooth, rtol=self.pinv_rtol, rtol_smooth=self.pinv_rtol_smooth
             )
         return {"cholesky": nk.optimizer.solver.cholesky, "svd": nk.optimizer.solver.svd}[self.solver]
+
+
+def _make_driver(system: System, vstate: Any, settings: TDVPSettings):
+    """NetKet's TDVP driver (or TDVPSchmitt for the SNR filter) configured from `settings`."""
+    if settings.solver == "snr":
+        if not isinstance(vstate, nk.vqs.MCState):
+            raise ValueError("the SNR filter needs a Monte Carlo state (nk.vqs.MCState); use pinv_smooth for full sums")
+        return nkx.driver.TDVPSchmitt(
+            system.hamiltonian, vstate, settings.make_integrator(), propagation_type=settings.propagation,
+            holomorphic=settings.holomorphic, diag_shift=settings.diag_shift, rcond=settings.pinv_rtol,
+            rcond_smooth=settings.pinv_rtol_smooth, snr_atol=settings.snr_atol, error_norm=settings.error_norm,
+        )
+    qgt = nk.optimizer.qgt.QGTAuto(diag_shift=settings.diag_shift, holomorphic=settings.holomorphic)
+    return nkx.TDVP(
+        system.hamiltonian, vstate, settings.make_integrator(), propagation_type=settings.propagation,
+        qgt=qgt, linear_solver=settings.make_solver(), error_norm=settings.error_norm,
+    )
+
+
+class _ResidualEstimator:
+    """The TDVP residual r² of the module docstring, for MC samples or exact sums."""
+
+    def __init__(self, system: System, vstate: Any, propagation: str):
+        self.vstate = vstate
+        operator = system.hamiltonian
+        operator.get_conn_padded(jnp.asarray(vstate.hilbert.numbers_to_states(np.zeros(1, dtype=int))))
+        apply, model_state = vstate._apply_fun, vstate.model_state
+        g = 1j if propagation == "real" else 1.0
+
+        def logpsi(params, x):
+            return apply({"params": params, **model_state}, x)
+
+        @jax.jit
+        def r2(params, theta_dot, x, log_density):
+            log_x, eloc = log_amplitude_and_local_energy(logpsi, params, operator, x)
+            w = jax.nn.softmax(2 * log_x.real - log_density)
+            _, tangent = jax.jvp(lambda p: logpsi(p, x), (params,), (theta_dot,))
+            delta_e = eloc - jnp.sum(w * eloc)
+            residual = tangent - jnp.sum(w * tangent) + g * delta_e
+            return jnp.sum(w * jnp.abs(residual) ** 2) / jnp.sum(w * jnp.abs(delta_e) ** 2)
+
+        self._r2 = r2
+
+    def diagnostics(self, driver: Any) -> dict[str, float]:
+        theta_dot = driver.ode()
+        vs = self.vstate
+        if isinstance(vs, nk.vqs.FullSumState):
+            x = jnp.asarray(vs.hilbert.all_states())
+            density = jnp.zeros(x.shape[0])
+        else:
+            x = vs.samples.reshape(-1, vs.hilbert.size)
+            density = 2 * vs.log_value(x).real  # samples are drawn from |ψ|²: uniform weights
+        out = {"tdvp_residual": float(self._r2(vs.parameters, theta_dot, x, density))}
+        snr = getattr(driver, "_snr", None)
+        if snr is not None:
+            snr = np.asarray(snr)
+            out.update({"snr_min": float(snr.min()), "snr_median": float(np.median(snr))})
+        return out
 
 
 def evolve_tdvp(
@@ -140,18 +219,16 @@ def evolve_tdvp(
     try:
         times = settings.times
         recorder = DynamicsRecorder(system, vstate, times, result, exact and settings.propagation == "real")
-        qgt = nk.optimizer.qgt.QGTAuto(diag_shift=settings.diag_shift, holomorphic=settings.holomorphic)
-        driver = nkx.TDVP(
-            system.hamiltonian, vstate, settings.make_integrator(), propagation_type=settings.propagation,
-            qgt=qgt, linear_solver=settings.make_solver(),
-        )
-        recorder.record(0, 0.0, vstate)
+        driver = _make_driver(system, vstate, settings)
+        residual = _ResidualEstimator(system, vstate, settings.propagation)
+        recorder.record(0, 0.0, vstate, residual.diagnostics(driver))
         counter = {"steps": 0}
 
         def on_stop(t, log_data, drv):
             index = int(np.argmin(np.abs(times - t)))
             if index > 0 and np.isclose(times[index], t):
-                recorder.record(index, t, drv.state, {"integrator_steps": float(counter["steps"]), "dt": float(drv.dt)})
+                diagnostics = {"integrator_steps": float(counter["steps"]), "dt": float(drv.dt)}
+                recorder.record(index, t, drv.state, {**diagnostics, **residual.diagnostics(drv)})
             return True
 
         class _Count(nk.callbacks.AbstractCallback):

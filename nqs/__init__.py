@@ -8,9 +8,9 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from nqs.constraint import Constraint, U1Constraint, zero_magnetization  # noqa: E402
-from nqs.system import System  # noqa: E402
+from nqs.constraint import Constraint, U1Constraint, zero_magnetization
+from nqs.system import System
 
 __version__ = "0.1.0"
 
-__all__ = ["Constraint", "U1Constraint", "System", "zero_magnetization", "__version__"]
+__all__ = ["Constraint", "System", "U1Constraint", "__version__", "zero_magnetization"]

@@ -73,7 +73,7 @@ class Constraint(abc.ABC):
         ok = jnp.take_along_axis(m, s[..., None].astype(jnp.int32), axis=-1)[..., 0]
         return jnp.all(ok, axis=-1)
 
-    def permuted(self, order) -> "Constraint":
+    def permuted(self, order) -> Constraint:
         """The same constraint for values generated in the site order `order` (a permutation)."""
         raise NotImplementedError(f"{type(self).__name__} does not support reordering")
 
@@ -160,7 +160,7 @@ class U1Constraint(Constraint):
         s = jnp.asarray(s, jnp.int32)
         return jnp.sum(jnp.asarray(self.charges, jnp.int32)[s], axis=-1) == self.total
 
-    def permuted(self, order) -> "U1Constraint":
+    def permuted(self, order) -> U1Constraint:
         if sorted(np.asarray(order).tolist()) != list(range(self.n_sites)):
             raise ValueError(f"order must be a permutation of range({self.n_sites})")
         return self

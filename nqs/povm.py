@@ -55,7 +55,7 @@ class POVM:
     N: np.ndarray
 
     @classmethod
-    def from_elements(cls, name: str, M: np.ndarray) -> "POVM":
+    def from_elements(cls, name: str, M: np.ndarray) -> POVM:
         M = np.asarray(M, dtype=complex)
         if M.shape != (4, 2, 2):
             raise ValueError(f"a single-qubit POVM here has 4 elements of shape (2, 2), got {M.shape}")
@@ -71,7 +71,7 @@ class POVM:
         return cls(name, M, T, T_inv, N)
 
     @classmethod
-    def tetrahedral(cls, rotation: np.ndarray | None = None) -> "POVM":
+    def tetrahedral(cls, rotation: np.ndarray | None = None) -> POVM:
         """SIC POVM M^a = ¼(1 + s_a·σ) with s_0 = ẑ, s_1 = (2√2/3, 0, −1/3), s_2,3 = (−√2/3, ±√(2/3), −1/3)
         (jVMC's 'SIC'). `rotation` (3×3 orthogonal) rotates the tetrahedron: s_a → R s_a."""
         s = np.array(
@@ -91,7 +91,7 @@ class POVM:
         return cls.from_elements("tetrahedral", M)
 
     @classmethod
-    def pauli4(cls) -> "POVM":
+    def pauli4(cls) -> POVM:
         """M⁰ = ⅓|↑⟩⟨↑|, M¹ = ⅓|+⟩⟨+|, M² = ⅓|r⟩⟨r| (|r⟩ = (|↑⟩ + i|↓⟩)/√2), M³ = 1 − M⁰ − M¹ − M²
         (the default of Luo et al.'s code)."""
         up = np.array([1, 0], dtype=complex)
@@ -218,6 +218,7 @@ class PovmLindbladian:
                 cols[r, : len(c)], mels[r, : len(c)] = c, block[r, c]
                 cols[r, len(c) :] = r
             digits = (cols[..., None] // 4 ** np.arange(len(sites) - 1, -1, -1)) % 4  # (4^k, width, k)
+            digits = digits.astype(np.int32)
             tables.append((np.asarray(sites), digits, mels))
         return tables
 

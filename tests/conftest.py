@@ -5,6 +5,6 @@ from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import nqs  # noqa: E402,F401  (enables 64-bit floats before any test imports jax)
+import nqs  # noqa: F401  (enables 64-bit floats before any test imports jax)
 
 REPO = Path(__file__).resolve().parent.parent

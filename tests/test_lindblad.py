@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 import qutip
+from test_hamiltonians import chain_bonds, op, square_bonds
 
 from hamiltonians import dissipative_tfi, dissipative_xyz, heisenberg, with_jumps
 from nqs import exact
-
-from test_hamiltonians import chain_bonds, op, square_bonds
 
 X, Y, Z, SM = qutip.sigmax(), qutip.sigmay(), qutip.sigmaz(), qutip.sigmam()
 

@@ -7,7 +7,13 @@ import scipy.linalg
 
 from hamiltonians import dissipative_tfi
 from nqs import System, exact
-from nqs.povm import POVM, density_matrix, observable_table, povm_lindbladian, probabilities
+from nqs.povm import (
+    POVM,
+    density_matrix,
+    observable_table,
+    povm_lindbladian,
+    probabilities,
+)
 
 POVMS = {"tetrahedral": POVM.tetrahedral(), "pauli4": POVM.pauli4()}
 

@@ -4,10 +4,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 
 from nqs import results
-
-from conftest import REPO
 
 SCRIPTS = sorted((REPO / "runs").glob("*.py"))
 

@@ -83,3 +83,18 @@ def test_imaginary_time_reaches_ground_state(tfim6):
 def test_bad_settings_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TDVPSettings(**kwargs)
+
+
+def test_tdvp_residual_vanishes_for_an_exact_model_and_snr_filter_runs(tfim6):
+    vs = _state(tfim6, exact.product_state(tfim6.hilbert, "x+"))
+    out = evolve_tdvp(tfim6, vs, TDVPSettings(t_end=0.1, dt=0.05, n_save=2, holomorphic=True), progress=False)
+    assert np.all(out.series("tdvp_residual") < 1e-8)  # every state is representable: exact projection
+
+    small = tfim(4, h=1.0)
+    model = nk.models.RBM(alpha=1, param_dtype=complex)
+    mc = nk.vqs.MCState(nk.sampler.ExactSampler(small.hilbert), model, n_samples=512, seed=1, sampler_seed=2)
+    settings = TDVPSettings(t_end=0.02, dt=0.01, n_save=2, solver="snr", snr_atol=2.0, pinv_rtol_smooth=1e-6)
+    out = evolve_tdvp(small, mc, settings, progress=False)
+    assert np.all(np.isfinite(out.series("snr_median"))) and 0 <= out.series("tdvp_residual")[-1] < 1
+    with pytest.raises(ValueError, match="needs a Monte Carlo state"):
+        evolve_tdvp(tfim6, vs, settings, progress=False)

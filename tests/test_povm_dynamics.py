@@ -1,0 +1,217 @@
+"""POVM dynamics (trapezoid, TDVP) and the variational steady state against analytic and exact references.
+
+The model is a fully expressive autoregressive table (`TableAR`), so that every distribution over
+4^N outcomes is representable and the tests measure the methods, not the ansatz.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import netket as nk
+import numpy as np
+import pytest
+import scipy.linalg
+
+from ansatze.transformer import ARTransformer
+from dynamics import povm_dynamics as pd
+from dynamics.povm_dynamics import (
+    PovmTDVPSettings,
+    SteadyStateSettings,
+    TrapezoidSettings,
+    evolve_povm_tdvp,
+    evolve_trapezoid,
+    exact_trapezoid,
+    find_steady_state,
+)
+from hamiltonians import dissipative_tfi
+from nqs import System, results
+from nqs.povm import POVM, povm_lindbladian, probabilities
+
+W = np.sqrt(35.0)
+UP = (0.5, 1 / 6, 1 / 6, 1 / 6)  # tetrahedral POVM image of |up>
+
+
+class TableAR(nk.models.AbstractARNN):
+    """p(a_i | a_<i) = softmax(W[offset_i + index(a_<i)]): any distribution over d^N outcomes (d^N − 1 rows)."""
+
+    machine_pow: int = 1
+    initial_distribution: tuple[float, ...] | None = None
+
+    @nn.compact
+    def conditionals_log_psi(self, inputs):
+        n, d = self.hilbert.size, self.hilbert.local_size
+        p = self.initial_distribution or (1 / d,) * d
+        rows = (d**n - 1) // (d - 1)
+        table = self.param("logits", lambda *_: jnp.tile(jnp.log(jnp.asarray(p)), (rows, 1)))
+        idx = self.hilbert.states_to_local_indices(inputs).astype(jnp.int32)
+        prefix, offset, out = jnp.zeros(idx.shape[0], dtype=jnp.int32), 0, []
+        for i in range(n):
+            out.append(jax.nn.log_softmax(table[offset + prefix], axis=-1))
+            offset += d**i
+            prefix = prefix * d + idx[:, i]
+        return jnp.stack(out, axis=1) / self.machine_pow
+
+
+def _full_sum(n, p1):
+    hi = nk.hilbert.Fock(n_max=3, N=n)
+    return nk.vqs.FullSumState(hi, TableAR(hi, initial_distribution=tuple(p1)))
+
+
+def _sampled(n, p1, n_samples):
+    hi = nk.hilbert.Fock(n_max=3, N=n)
+    return nk.vqs.MCState(nk.sampler.ARDirectSampler(hi), TableAR(hi, initial_distribution=tuple(p1)),
+                          n_samples=n_samples, seed=0, sampler_seed=1)
+
+
+@pytest.fixture(scope="module")
+def qubit():
+    """H = 3σˣ, L = σᶻ (γ = 1), ρ₀ = |y+⟩: ⟨σʸ⟩ = e^{−t}(w cos wt − sin wt)/w, ⟨σᶻ⟩ = (6/w) e^{−t} sin wt."""
+    hi = nk.hilbert.Spin(0.5, 1)
+    system = System(builder="test.single_qubit", hilbert=hi, hamiltonian=3.0 * nk.operator.spin.sigmax(hi, 0),
+                    jump_operators=(nk.operator.spin.sigmaz(hi, 0),))
+    P0 = probabilities(0.5 * np.array([[1, -1j], [1j, 1]]), POVM.tetrahedral(), 1)
+    return system, P0
+
+
+def _check_analytic(out, atol):
+    t = out.times
+    y = np.exp(-t) * (W * np.cos(W * t) - np.sin(W * t)) / W
+    z = 6 / W * np.exp(-t) * np.sin(W * t)
+    np.testing.assert_allclose(out.exact["sigma_y"], y, atol=1e-6)  # the mesolve reference on the grid
+    np.testing.assert_allclose(out.exact["sigma_z"], z, atol=1e-6)
+    np.testing.assert_allclose(out.series("sigma_y"), y, atol=atol)
+    np.testing.assert_allclose(out.series("sigma_z"), z, atol=atol)
+    np.testing.assert_allclose(out.series("sigma_x"), 0.0, atol=atol)
+
+
+def test_single_site_analytic_trapezoid(qubit):
+    system, P0 = qubit
+    settings = TrapezoidSettings(t_end=0.5, dt=0.005, n_save=6, n_iter=300, schedule="cosine", final_fraction=1e-4)
+    out = evolve_trapezoid(system, _full_sum(1, P0), settings)
+    _check_analytic(out, 1e-3)
+    assert max(out.series("step_loss")[1:]) < 1e-4 < min(out.series("initial_step_loss")[1:])
+    np.testing.assert_allclose(out.series("purity"), out.exact["purity"], atol=1e-3)
+
+
+def test_single_site_trapezoid_with_the_transformer(qubit):
+    """The ARTransformer in probability mode (machine_pow=1, product initialisation) works unchanged."""
+    system, P0 = qubit
+    hi = nk.hilbert.Fock(n_max=3, N=1)
+    model = ARTransformer(hi, layers=1, features=4, heads=1, phase=False, machine_pow=1, initial_distribution=tuple(P0))
+    settings = TrapezoidSettings(t_end=0.2, dt=0.005, n_save=3, n_iter=300, schedule="cosine", final_fraction=1e-4)
+    _check_analytic(evolve_trapezoid(system, nk.vqs.FullSumState(hi, model), settings), 1e-3)
+
+
+def test_single_site_analytic_tdvp_and_result_file(qubit, tmp_path):
+    system, P0 = qubit
+    path = tmp_path / "tdvp.h5"
+    out = evolve_povm_tdvp(system, _full_sum(1, P0), PovmTDVPSettings(t_end=1.0, dt=0.01, n_save=11), out=str(path))
+    _check_analytic(out, 1e-4)
+    assert max(out.series("tdvp_residual")[1:]) < 1e-8
+    assert min(out.series("min_eig_1site")) > -1e-10  # pure at t = 0
+    res = results.load(path)
+    assert res.kind == "dynamics" and res.method["name"] == "dynamics.povm_tdvp" and res.method["mode"] == "full_sum"
+    np.testing.assert_allclose(res.history["time"], out.times)
+    np.testing.assert_allclose(results.exact_on_history(res, "sigma_z"), out.exact["sigma_z"])
+    assert res.history["classical_fidelity"][-1] > 1 - 1e-8
+
+
+def test_trapezoid_second_order_and_variational_fit_tracks_it():
+    system = dissipative_tfi(2, g=1.0)
+    L = povm_lindbladian(system, POVM.tetrahedral()).to_dense()
+    P0 = np.kron(UP, UP)
+    t_end = 0.4
+    reference = scipy.linalg.expm(L * t_end) @ P0
+    dts = (0.1, 0.05, 0.025)
+    linear = {dt: exact_trapezoid(L, P0, dt, round(t_end / dt))[-1] for dt in dts}
+    errors = np.array([np.abs(linear[dt] - reference).sum() for dt in dts])
+    np.testing.assert_allclose(errors[:-1] / errors[1:], 4.0, rtol=0.03)  # second order: ÷4 per halving
+    settings = {"t_end": t_end, "n_iter": 300, "schedule": "cosine", "final_fraction": 1e-4}
+    variational = []
+    for dt in dts[:2]:
+        vs = _full_sum(2, UP)
+        out = evolve_trapezoid(system, vs, TrapezoidSettings(dt=dt, n_save=5, **settings), exact=False)
+        P = np.exp(np.asarray(vs.model.apply(vs.variables, pd.all_outcomes(2))))
+        assert np.abs(P - linear[dt]).sum() < 0.1 * np.abs(linear[dt] - reference).sum()
+        variational.append(np.abs(P - reference).sum())
+        assert out.exact == {}
+    assert variational[0] / variational[1] == pytest.approx(4.0, rel=0.1)
+
+
+def test_steady_state_full_sum_three_site_tfi(tmp_path):
+    system = dissipative_tfi(3, V=2.0, g=1.0, gamma=1.0)
+    settings = SteadyStateSettings(n_iter=2000, eval_after=1000, eval_every=100, schedule="cosine", final_fraction=1e-3)
+    path = tmp_path / "steady.h5"
+    out = find_steady_state(system, _full_sum(3, UP), settings, out=str(path))
+    final = out.rows[-1]
+    for name in ("sigma_x", "sigma_y", "sigma_z", "zz_nn", "magnetization_x", "purity", "min_eig_2site"):
+        assert final[name] == pytest.approx(out.exact[name], abs=1e-3), name
+    assert out.exact["sigma_z"] == pytest.approx(out.exact["magnetization_z"], abs=1e-12)  # two exact paths
+    assert out.info["best_loss"] < 1e-4 and out.info["best_step"] >= settings.eval_after
+    res = results.load(path)
+    assert res.kind == "steady_state" and res.checkpoint_step == settings.n_iter + 1
+    assert res.history["loss"][0] > 100 * out.info["best_loss"]
+    assert results.exact_on_history(res, "sigma_x")[-1] == pytest.approx(out.exact["sigma_x"])
+
+
+def test_sampled_estimators_are_unbiased():
+    """E_{a∼P_θ'}[residual/P_θ'] and its stop-gradient gradient equal the full sums (trapezoid and steady loss)."""
+    system = dissipative_tfi(2, g=1.0)
+    full, sampled = _full_sum(2, UP), _sampled(2, UP, 50_000)
+    rng = np.random.default_rng(0)
+    new = jax.tree_util.tree_map(lambda x: x + 0.3 * rng.normal(size=x.shape), full.parameters)
+    old = jax.tree_util.tree_map(lambda x: x + 0.05 * rng.normal(size=x.shape), new)
+    ctx_full = pd._make_context(system, full, None)
+    ctx_sampled = pd._make_context(system, sampled, None)
+    key = jax.random.PRNGKey(3)
+    trapezoid = [jax.value_and_grad(pd._trapezoid_loss(c, 0.1)) for c in (ctx_full, ctx_sampled)]
+    steady = [jax.value_and_grad(lambda p, k, c=c, n=n: pd._steady_loss(c, n)(p, k)[0])
+              for c, n in ((ctx_full, 0), (ctx_sampled, 50_000))]
+    for (exact_value, exact_grad), (value, grad) in (
+        (trapezoid[0](new, old, key), jax.jit(trapezoid[1])(new, old, key)),  # p_old an argument: no constant folding
+        (steady[0](new, key), jax.jit(steady[1])(new, key)),
+    ):
+        assert float(value) == pytest.approx(float(exact_value), rel=0.02)
+        g, g0 = grad["logits"], exact_grad["logits"]
+        assert np.abs(g - g0).max() < 0.05 * np.abs(g0).max()
+
+
+def test_sampled_modes_run_and_follow_exact():
+    system = dissipative_tfi(2, g=1.0)
+    trap = evolve_trapezoid(system, _sampled(2, UP, 2000), TrapezoidSettings(
+        t_end=0.1, dt=0.05, n_save=2, n_iter=120, n_obs_samples=4000))
+    tdvp = evolve_povm_tdvp(system, _sampled(2, UP, 2000), PovmTDVPSettings(
+        t_end=0.1, dt=0.02, n_save=2, integrator="Heun", n_obs_samples=4000))
+    for out in (trap, tdvp):
+        final = out.rows[-1]
+        assert final["l1_distance"] < 0.02
+        for name in ("sigma_x", "sigma_y", "sigma_z", "zz_nn"):
+            assert abs(final[name] - out.exact[name][-1]) < 5 * final[f"{name}_error"] + 1e-3, name
+        assert "purity_error" in final and final["min_eig_1site"] > 0
+    vs = _sampled(2, UP, 1000)
+    steady = find_steady_state(system, vs, SteadyStateSettings(
+        n_iter=60, eval_after=40, eval_every=10, n_eval_samples=5000, n_obs_samples=5000))
+    losses = [r["loss"] for r in steady.rows[:-1]]
+    assert losses[-1] < 0.7 * losses[0]
+    assert steady.info["best_step"] >= 40 and 0 < steady.rows[-2]["eval_loss_error"] < steady.rows[-2]["eval_loss"]
+
+
+def test_input_validation(qubit):
+    system, P0 = qubit
+    default = TrapezoidSettings()  # Luo et al.: 2τ = 0.016 -> 7 steps of 1/70 between saves 0.1 apart
+    assert default.steps_per_save == 7 and default.step_size == pytest.approx(1 / 70) and default.n_steps == 70
+    with pytest.raises(ValueError, match="t_end"):
+        TrapezoidSettings(t_end=0.0)
+    with pytest.raises(ValueError, match="schedule"):
+        SteadyStateSettings(schedule="linear")
+    with pytest.raises(ValueError, match="Fock"):
+        evolve_povm_tdvp(system, _full_sum(2, UP))
+    closed = System(builder="test", hilbert=system.hilbert, hamiltonian=system.hamiltonian)
+    with pytest.raises(ValueError, match="open system"):
+        evolve_trapezoid(closed, _full_sum(1, P0))
+    hi = nk.hilbert.Fock(n_max=3, N=1)
+    with pytest.raises(ValueError, match="machine_pow"):
+        evolve_trapezoid(system, nk.vqs.FullSumState(hi, TableAR(hi, machine_pow=2)))
+    metropolis = nk.vqs.MCState(nk.sampler.MetropolisLocal(hi), TableAR(hi), n_samples=16)
+    with pytest.raises(TypeError, match="ARDirectSampler"):
+        evolve_trapezoid(system, metropolis)
