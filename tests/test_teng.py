@@ -1,10 +1,12 @@
 """TENG and projected time stepping: scheme orders, the infidelity estimator, and dynamics against QuTiP."""
 
-import flax.linen as nn
 import jax.numpy as jnp
 import netket as nk
 import numpy as np
 import pytest
+from test_tdvp import (
+    _state,  # the ψ(x) = c_x model: every state is exactly representable
+)
 
 import dynamics.teng as teng_module
 from ansatze import ARTransformer
@@ -21,26 +23,9 @@ from hamiltonians import tfim
 from nqs import exact, results
 
 
-class Amplitudes(nn.Module):
-    """ψ(x) = c_x: every state is exactly representable (see tests/test_tdvp.py)."""
-
-    hilbert: nk.hilbert.DiscreteHilbert
-
-    @nn.compact
-    def __call__(self, x):
-        c = self.param("c", nn.initializers.ones, (self.hilbert.n_states,), complex)
-        return jnp.log(c[self.hilbert.states_to_numbers(x)])
-
-
 @pytest.fixture(scope="module")
 def tfim6():
     return tfim(6, h=1.0)
-
-
-def _exact_state(system, psi):
-    vs = nk.vqs.FullSumState(system.hilbert, Amplitudes(system.hilbert))
-    vs.parameters = {"c": jnp.asarray(psi, dtype=complex)}
-    return vs
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMES))
@@ -91,7 +76,7 @@ def test_infidelity_estimator_exact_on_full_sums_and_unbiased_on_samples():
 
 
 def test_teng_full_sum_follows_sesolve(tfim6, tmp_path):
-    vs = _exact_state(tfim6, exact.product_state(tfim6.hilbert, "x+"))
+    vs = _state(tfim6, exact.product_state(tfim6.hilbert, "x+"))
     settings = TENGSettings(t_end=1.0, dt=0.05, n_save=5, scheme="ppe4")
     out = evolve_teng(tfim6, vs, settings, progress=False, out=str(tmp_path / "teng.h5"))
     assert out.series("infidelity").max() < 1e-6
@@ -106,7 +91,7 @@ def test_teng_heun_is_second_order(tfim6):
     """Halving Δt divides the TENG-Heun error at fixed t by ~4 (exact fits, so only the scheme errs)."""
     errors = []
     for dt in (0.1, 0.05):
-        vs = _exact_state(tfim6, exact.product_state(tfim6.hilbert, "x+"))
+        vs = _state(tfim6, exact.product_state(tfim6.hilbert, "x+"))
         out = evolve_teng(tfim6, vs, TENGSettings(t_end=0.4, dt=dt, n_save=2, scheme="heun"), progress=False)
         errors.append(np.sqrt(out.series("infidelity")[-1]))
     assert 3.0 < errors[0] / errors[1] < 5.0
@@ -124,7 +109,7 @@ def test_teng_stage_loss_decreases_monotonically(tfim6):
 
 
 def test_imaginary_time_teng_reaches_ground_state(tfim6):
-    vs = _exact_state(tfim6, exact.product_state(tfim6.hilbert, "x+"))
+    vs = _state(tfim6, exact.product_state(tfim6.hilbert, "x+"))
     out = evolve_teng(
         tfim6, vs, TENGSettings(t_end=10.0, dt=0.1, n_save=2, scheme="lpe2", propagation="imag"), progress=False
     )
@@ -144,7 +129,7 @@ def test_monte_carlo_teng_with_the_transformer(tfim6):
 def test_interrupted_run_resumes_from_checkpoint(tfim6, tmp_path, monkeypatch):
     settings = TENGSettings(t_end=0.3, dt=0.05, n_save=4, scheme="euler")
     psi0 = exact.product_state(tfim6.hilbert, "x+")
-    reference = evolve_teng(tfim6, _exact_state(tfim6, psi0), settings, progress=False)
+    reference = evolve_teng(tfim6, _state(tfim6, psi0), settings, progress=False)
 
     path = str(tmp_path / "resume.h5")
     calls = {"n": 0}
@@ -158,10 +143,10 @@ def test_interrupted_run_resumes_from_checkpoint(tfim6, tmp_path, monkeypatch):
 
     monkeypatch.setattr(teng_module, "teng_step", failing_step)
     with pytest.raises(KeyboardInterrupt):
-        evolve_teng(tfim6, _exact_state(tfim6, psi0), settings, progress=False, out=path)
+        evolve_teng(tfim6, _state(tfim6, psi0), settings, progress=False, out=path)
     assert results.load(path).n_rows == 2
     monkeypatch.setattr(teng_module, "teng_step", real_step)
-    resumed = evolve_teng(tfim6, _exact_state(tfim6, psi0), settings, progress=False, out=path, mode="resume")
+    resumed = evolve_teng(tfim6, _state(tfim6, psi0), settings, progress=False, out=path, mode="resume")
     res = results.load(path)
     np.testing.assert_allclose(res.history["time"], settings.times)
     np.testing.assert_allclose(res.history["magnetization_x"], reference.series("magnetization_x"), atol=1e-10)
@@ -187,4 +172,4 @@ def test_bad_settings_are_refused(kwargs, match):
 def test_hilbert_mismatch_is_refused(tfim6):
     other = tfim(4, h=1.0)
     with pytest.raises(ValueError, match="lives on"):
-        evolve_teng(other, _exact_state(tfim6, exact.product_state(tfim6.hilbert, "x+")), progress=False)
+        evolve_teng(other, _state(tfim6, exact.product_state(tfim6.hilbert, "x+")), progress=False)
