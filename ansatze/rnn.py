@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import netket as nk
 import numpy as np
 
+from ansatze.product_start import Distribution, as_hashable, is_site_dependent, product_log_p
 from nqs.constraint import Constraint
 
 _MASKED = -1e30  # finite "log 0": keeps gradients NaN-free
@@ -94,10 +95,8 @@ def _check_common(model) -> None:
     """Checks shared by both recurrent models: hidden size, initial distribution, constraint size."""
     if int(model.hidden) < 1:
         raise ValueError(f"hidden must be >= 1, got {model.hidden}")
-    p = model.initial_distribution
     d = model.hilbert.local_size
-    if p is not None and (len(p) != d or min(p) <= 0 or abs(sum(p) - 1) > 1e-10):
-        raise ValueError(f"initial_distribution must be {d} positive numbers summing to 1, got {p}")
+    product_log_p(model.initial_distribution, model.hilbert.size, d)  # validates
     c = model.constraint
     if c is not None and (c.n_sites != model.hilbert.size or c.local_size != d):
         raise ValueError(
@@ -106,21 +105,26 @@ def _check_common(model) -> None:
         )
 
 
-def _heads(d: int, param_dtype: Any, initial_distribution, phase: bool) -> tuple[nn.Dense, nn.Dense | None]:
-    """Amplitude and phase heads; zero kernels (bias log p, resp. 0) for a product-state start."""
-    if initial_distribution is None:
+def _heads(
+    n: int, d: int, param_dtype: Any, initial_distribution, phase: bool
+) -> tuple[nn.Dense, nn.Dense | None, np.ndarray | None]:
+    """Amplitude and phase heads; zero kernels (bias log p, resp. 0) for a product-state start. The third
+    entry is the initial per-site logit table (Hilbert order) when the distribution is site dependent."""
+    log_p = product_log_p(initial_distribution, n, d)
+    if log_p is None:
         amplitude = nn.Dense(d, param_dtype=param_dtype, name="amplitude_head")
     else:
-        log_p = np.log(np.asarray(initial_distribution, dtype=float))
+        bias = np.zeros(d) if is_site_dependent(log_p) else log_p[0]
         amplitude = nn.Dense(
             d,
             param_dtype=param_dtype,
             kernel_init=nn.initializers.zeros,
-            bias_init=lambda *_: jnp.asarray(log_p, dtype=param_dtype),
+            bias_init=lambda *_: jnp.asarray(bias, dtype=param_dtype),
             name="amplitude_head",
         )
+    site_log_p = log_p if is_site_dependent(log_p) else None
     if not phase:
-        return amplitude, None
+        return amplitude, None, site_log_p
     zero = initial_distribution is not None
     phase_head = nn.Dense(
         d,
@@ -128,7 +132,7 @@ def _heads(d: int, param_dtype: Any, initial_distribution, phase: bool) -> tuple
         name="phase_head",
         **({"kernel_init": nn.initializers.zeros, "bias_init": nn.initializers.zeros} if zero else {}),
     )
-    return amplitude, phase_head
+    return amplitude, phase_head, site_log_p
 
 
 class _RecurrentARNN(nk.models.AbstractARNN):
@@ -137,9 +141,22 @@ class _RecurrentARNN(nk.models.AbstractARNN):
     Subclasses define the fields `constraint`, `phase`, `machine_pow` and the method `_path()`.
     """
 
-    def _log_conditional(self, h, mask):
-        """log q / machine_pow + i φ from hidden states h (..., H) and the mask (..., d)."""
+    def _make_heads(self) -> None:
+        """Amplitude/phase heads and, for a site-dependent product start, the bias table `site_logits`."""
+        n, d = self.hilbert.size, self.hilbert.local_size
+        self.amplitude_head, self.phase_head, site_log_p = _heads(
+            n, d, self.param_dtype, self.initial_distribution, self.phase
+        )
+        self.site_logits = (
+            None if site_log_p is None
+            else self.param("site_logits", lambda *_: jnp.asarray(site_log_p, self.param_dtype))
+        )
+
+    def _log_conditional(self, h, mask, site_logits=None):
+        """log q / machine_pow + i φ from hidden states h (..., H), the mask (..., d) and per-site logits."""
         logits = self.amplitude_head(h)
+        if site_logits is not None:
+            logits = logits + site_logits
         if mask is not None:
             logits = jnp.where(mask, logits, _MASKED)
         log_q = jax.nn.log_softmax(logits, axis=-1)
@@ -175,7 +192,8 @@ class _RecurrentARNN(nk.models.AbstractARNN):
         """Conditionals from path-ordered hidden states h (B, N, H), back in Hilbert layout (B, N, d)."""
         c = self._generation_constraint()
         mask = None if c is None else c.masks(ordered)
-        log_psi = self._log_conditional(h, mask)
+        site_logits = None if self.site_logits is None else self.reorder(self.site_logits, axis=0)
+        log_psi = self._log_conditional(h, mask, site_logits)
         return self.inverse_reorder(log_psi, axis=1)
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
@@ -239,9 +257,10 @@ class ARRNN(_RecurrentARNN):
         param_dtype: dtype of the (real) parameters.
         machine_pow: |ψ|^machine_pow is the sampled distribution (2 for |ψ|²; 1 makes the model a
             normalised probability P(x) = exp(log ψ(x)), as used for POVM distributions).
-        initial_distribution: single-site distribution p(s); when given, the amplitude head starts with
-            zero weights and bias log p and the phase head with zeros, so the initial model is exactly the
-            product state ψ(x) = Π_i √p(x_i) (renormalised by the constraint mask, if any).
+        initial_distribution: single-site distribution p(s) or one per site p_i(s); when given, the
+            amplitude head starts with zero weights and logits log p_i (shared bias, or a per-site table
+            `site_logits` when the p_i differ) and the phase head with zeros, so the initial model is
+            exactly the product state ψ(x) = Π_i √p_i(x_i) (renormalised by the constraint mask, if any).
     """
 
     hidden: int
@@ -253,11 +272,12 @@ class ARRNN(_RecurrentARNN):
     phase: bool = True
     param_dtype: Any = jnp.float64
     machine_pow: int = 2
-    initial_distribution: tuple[float, ...] | None = None
+    initial_distribution: Distribution | None = None
 
     def __post_init__(self):
         if isinstance(self.shape, list):
             self.shape = tuple(self.shape)  # module fields must be hashable
+        self.initial_distribution = as_hashable(self.initial_distribution)
         super().__post_init__()
         if self.cell not in _CELLS:
             raise ValueError(f"cell must be one of {_CELLS}, got {self.cell!r}")
@@ -277,9 +297,7 @@ class ARRNN(_RecurrentARNN):
 
     def setup(self):
         self.stack = _CellStack(self.cell, self.hidden, self.layers, self.param_dtype)
-        self.amplitude_head, self.phase_head = _heads(
-            self.hilbert.local_size, self.param_dtype, self.initial_distribution, self.phase
-        )
+        self._make_heads()
 
     def _zero_carry(self, batch: int):
         h = jnp.zeros((batch, self.hidden), dtype=self.param_dtype)
@@ -323,7 +341,8 @@ class ARRNN(_RecurrentARNN):
         carry, h = self.stack(carry, self._onehot(token))
         self.put_variable("cache", "carry", carry)
         mask = self._constraint_mask(prev, k, batch)
-        return jnp.exp(self.machine_pow * self._log_conditional(h, mask).real)
+        site_logits = None if self.site_logits is None else self.site_logits[index]
+        return jnp.exp(self.machine_pow * self._log_conditional(h, mask, site_logits).real)
 
     def describe(self) -> dict:
         """Name and hyper-parameters, stored in result files."""
@@ -338,7 +357,7 @@ class ARRNN(_RecurrentARNN):
             "constraint": None if self.constraint is None else self.constraint.describe(),
             "param_dtype": str(jnp.dtype(self.param_dtype)),
             "machine_pow": self.machine_pow,
-            "initial_distribution": None if self.initial_distribution is None else list(self.initial_distribution),
+            "initial_distribution": self.initial_distribution,
         }
 
 
@@ -424,8 +443,8 @@ class AR2DRNN(_RecurrentARNN):
         phase: phase head φ = π softsign(W_φ h + b_φ) (True) or a positive real ψ (False).
         param_dtype: dtype of the (real) parameters.
         machine_pow: |ψ|^machine_pow is the sampled distribution (2 for |ψ|², 1 for a probability model).
-        initial_distribution: single-site distribution p(s); the initial model is then exactly the product
-            state ψ(x) = Π_i √p(x_i) (renormalised by the constraint mask, if any).
+        initial_distribution: single-site distribution p(s) or one per site p_i(s); the initial model is
+            then exactly the product state ψ(x) = Π_i √p_i(x_i) (renormalised by the constraint mask, if any).
     """
 
     hidden: int
@@ -434,11 +453,12 @@ class AR2DRNN(_RecurrentARNN):
     phase: bool = True
     param_dtype: Any = jnp.float64
     machine_pow: int = 2
-    initial_distribution: tuple[float, ...] | None = None
+    initial_distribution: Distribution | None = None
 
     def __post_init__(self):
         if isinstance(self.shape, list):
             self.shape = tuple(self.shape)  # module fields must be hashable
+        self.initial_distribution = as_hashable(self.initial_distribution)
         super().__post_init__()
         _check_shape(self.shape, self.hilbert.size, "AR2DRNN")
         _check_common(self)
@@ -453,9 +473,7 @@ class AR2DRNN(_RecurrentARNN):
 
     def setup(self):
         self.cell = _GRU2DCell(self.hidden, self.param_dtype)
-        self.amplitude_head, self.phase_head = _heads(
-            self.hilbert.local_size, self.param_dtype, self.initial_distribution, self.phase
-        )
+        self._make_heads()
 
     def _neighbour_values(self, inputs, site):
         """One-hot local values (batch, ..., d) of the Hilbert sites `site` (zeros where site = −1)."""
@@ -506,7 +524,8 @@ class AR2DRNN(_RecurrentARNN):
         self.put_variable("cache", "columns", columns)
         prev = self.hilbert.states_to_local_indices(inputs[:, path[jnp.maximum(k - 1, 0)]]).astype(jnp.int32)
         mask = self._constraint_mask(prev, k, batch)
-        return jnp.exp(self.machine_pow * self._log_conditional(h, mask).real)
+        site_logits = None if self.site_logits is None else self.site_logits[index]
+        return jnp.exp(self.machine_pow * self._log_conditional(h, mask, site_logits).real)
 
     def describe(self) -> dict:
         """Name and hyper-parameters, stored in result files."""
@@ -519,5 +538,5 @@ class AR2DRNN(_RecurrentARNN):
             "constraint": None if self.constraint is None else self.constraint.describe(),
             "param_dtype": str(jnp.dtype(self.param_dtype)),
             "machine_pow": self.machine_pow,
-            "initial_distribution": None if self.initial_distribution is None else list(self.initial_distribution),
+            "initial_distribution": self.initial_distribution,
         }

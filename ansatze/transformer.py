@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import netket as nk
 import numpy as np
 
+from ansatze.product_start import Distribution, as_hashable, is_site_dependent, product_log_p
 from nqs.constraint import Constraint
 
 _MASKED = -1e30  # finite "log 0": keeps gradients NaN-free
@@ -113,10 +114,12 @@ class ARTransformer(nk.models.AbstractARNN):
         param_dtype: dtype of the (real) parameters.
         machine_pow: |ψ|^machine_pow is the sampled distribution (2 for |ψ|²; 1 makes the model a
             normalised probability P(x) = exp(log ψ(x)), as used for POVM distributions).
-        initial_distribution: single-site distribution p(s); when given, the amplitude head starts with
-            zero weights and bias log p and the phase head with zeros, so the initial model is exactly the
-            product state ψ(x) = Π_i √p(x_i) (renormalised by the constraint mask, if any), e.g. |→⟩ for
-            p = (½, ½), or the product distribution Π_i p(x_i) when machine_pow = 1.
+        initial_distribution: single-site distribution p(s), or one per site p_i(s); when given, the
+            amplitude head starts with zero weights and the logits log p_i (a shared bias, or a per-site
+            bias table `site_logits` for site-dependent p_i) and the phase head with zeros, so the initial
+            model is exactly the product state ψ(x) = Π_i √p_i(x_i) (renormalised by the constraint mask,
+            if any), e.g. |→⟩ for p = (½, ½), a regularised Néel state from
+            `product_start.basis_state_distribution`, or Π_i p_i(x_i) when machine_pow = 1.
     """
 
     layers: int = 2
@@ -128,9 +131,10 @@ class ARTransformer(nk.models.AbstractARNN):
     phase: bool = True
     param_dtype: Any = jnp.float64
     machine_pow: int = 2
-    initial_distribution: tuple[float, ...] | None = None
+    initial_distribution: Distribution | None = None
 
     def __post_init__(self):
+        self.initial_distribution = as_hashable(self.initial_distribution)
         super().__post_init__()
         if self.features % self.heads:
             raise ValueError(f"heads ({self.heads}) must divide features ({self.features})")
@@ -138,11 +142,7 @@ class ARTransformer(nk.models.AbstractARNN):
             raise ValueError(f"positional must be 'learned' or 'sinusoidal', got {self.positional!r}")
         if self.layers < 1:
             raise ValueError(f"layers must be >= 1, got {self.layers}")
-        p = self.initial_distribution
-        if p is not None and (len(p) != self.hilbert.local_size or min(p) <= 0 or abs(sum(p) - 1) > 1e-10):
-            raise ValueError(
-                f"initial_distribution must be {self.hilbert.local_size} positive numbers summing to 1, got {p}"
-            )
+        product_log_p(self.initial_distribution, self.hilbert.size, self.hilbert.local_size)  # validates
         c = self.constraint
         if c is not None and (c.n_sites != self.hilbert.size or c.local_size != self.hilbert.local_size):
             raise ValueError(
@@ -162,15 +162,20 @@ class ARTransformer(nk.models.AbstractARNN):
             for l in range(self.layers)
         ]
         self.ln_out = nn.LayerNorm(param_dtype=self.param_dtype)
-        if self.initial_distribution is None:
+        log_p = product_log_p(self.initial_distribution, n, d)
+        self.site_logits = (
+            self.param("site_logits", lambda *_: jnp.asarray(log_p, self.param_dtype))
+            if is_site_dependent(log_p) else None
+        )
+        if log_p is None:
             self.amplitude_head = nn.Dense(d, param_dtype=self.param_dtype)
         else:
-            log_p = np.log(np.asarray(self.initial_distribution, dtype=float))
+            bias = np.zeros(d) if is_site_dependent(log_p) else log_p[0]
             self.amplitude_head = nn.Dense(
                 d,
                 param_dtype=self.param_dtype,
                 kernel_init=nn.initializers.zeros,
-                bias_init=lambda *_: jnp.asarray(log_p, dtype=self.param_dtype),
+                bias_init=lambda *_: jnp.asarray(bias, dtype=self.param_dtype),
             )
         if self.phase:
             zero = self.initial_distribution is not None
@@ -181,9 +186,11 @@ class ARTransformer(nk.models.AbstractARNN):
             )
 
     # -- shared pieces ---------------------------------------------------------------------------
-    def _log_conditional(self, h, mask):
-        """½ log q + i φ from the final hidden state h (..., D) and the mask (..., d)."""
+    def _log_conditional(self, h, mask, site_logits=None):
+        """½ log q + i φ from the final hidden state h (..., D), the mask (..., d) and the per-site bias."""
         logits = self.amplitude_head(self.ln_out(h))
+        if site_logits is not None:
+            logits = logits + site_logits
         if mask is not None:
             logits = jnp.where(mask, logits, _MASKED)
         log_q = jax.nn.log_softmax(logits, axis=-1)
@@ -204,7 +211,7 @@ class ARTransformer(nk.models.AbstractARNN):
         for block in self.blocks:
             h = block(h)
         mask = None if self.constraint is None else self.constraint.masks(idx)
-        return self._log_conditional(h, mask)
+        return self._log_conditional(h, mask, self.site_logits)
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
         """log ψ(x) for configurations of any leading shape (..., N)."""
@@ -233,7 +240,8 @@ class ARTransformer(nk.models.AbstractARNN):
             carry = jax.tree_util.tree_map(lambda new, old: jnp.where(index == 0, old, new), updated, carry)
             self.put_variable("cache", "constraint", carry)
             mask = self.constraint.mask(carry, index)
-        log_psi = self._log_conditional(h, mask)
+        site_logits = None if self.site_logits is None else self.site_logits[index]
+        log_psi = self._log_conditional(h, mask, site_logits)
         return jnp.exp(self.machine_pow * log_psi.real)
 
     def describe(self) -> dict:
@@ -249,5 +257,5 @@ class ARTransformer(nk.models.AbstractARNN):
             "constraint": None if self.constraint is None else self.constraint.describe(),
             "param_dtype": str(jnp.dtype(self.param_dtype)),
             "machine_pow": self.machine_pow,
-            "initial_distribution": None if self.initial_distribution is None else list(self.initial_distribution),
+            "initial_distribution": self.initial_distribution,
         }

@@ -189,7 +189,8 @@ def gauss_newton_system(
     w = _weights(lc, log_density_x)
     r = jnp.where(w > 0, jnp.exp(log_phi_x - lc), 0.0)
     f = r / jnp.sum(w * r) - 1
-    centred = jac - jnp.sum(w[:, None] * jac, axis=0)
+    jac = jnp.where(w[:, None] > 0, jac, 0.0)  # zero-weight rows (e.g. masked configurations) may hold inf/NaN
+    centred = jnp.where(w[:, None] > 0, jac - jnp.sum(w[:, None] * jac, axis=0), 0.0)
     sw = jnp.sqrt(w)[:, None]
     x_mat = jnp.concatenate([sw * centred.real, sw * centred.imag])  # (2B, P)
     g = jnp.concatenate([sw[:, 0] * f.real, sw[:, 0] * f.imag])

@@ -85,29 +85,35 @@ class DynamicsRecorder:
                 for name, series in self.trajectory.observables.items():
                     result.write_exact(name, series)
 
-    def _expectations(self, vstate: Any) -> dict[str, tuple[complex, float, float]]:
-        """(mean, error of mean, variance) of H (key "energy") and of every observable.
-
-        A `FullSumState` is evaluated exactly from its state vector with the cached sparse matrices
-        (NetKet would rebuild the sparse matrix of every operator at every call).
-        """
-        if isinstance(vstate, nk.vqs.FullSumState):
-            psi = np.asarray(vstate.to_array(normalize=True))
-            out = {}
-            for name, matrix in exact.sparse_operators(self.system).items():
-                o_psi = matrix @ psi
-                mean = complex(np.vdot(psi, o_psi))
-                out["energy" if name == "hamiltonian" else name] = (
-                    mean, 0.0, float(np.vdot(o_psi, o_psi).real - abs(mean) ** 2)
-                )
-            return out
-        ops = {"energy": self.system.hamiltonian, **self.system.observables}
-        stats = {name: vstate.expect(op) for name, op in ops.items()}
-        return {name: (complex(s.mean), float(s.error_of_mean), float(s.variance)) for name, s in stats.items()}
+    def _state_expectations(self, psi: np.ndarray) -> dict[str, tuple[complex, float, float]]:
+        """(⟨ψ|O|ψ⟩, 0, variance) of H (key "energy") and every observable from a normalised state vector,
+        with the cached sparse matrices (NetKet would rebuild the sparse matrix at every call)."""
+        out = {}
+        for name, matrix in exact.sparse_operators(self.system).items():
+            o_psi = matrix @ psi
+            mean = complex(np.vdot(psi, o_psi))
+            variance = float(np.vdot(o_psi, o_psi).real - abs(mean) ** 2)
+            out["energy" if name == "hamiltonian" else name] = (mean, 0.0, variance)
+        return out
 
     def record(self, index: int, t: float, vstate: Any, diagnostics: dict[str, float] | None = None) -> dict:
-        """Estimate energy and observables at save point `index` (time `t`) and append the row."""
-        values = self._expectations(vstate)
+        """Estimate energy and observables at save point `index` (time `t`) and append the row.
+
+        A `FullSumState` is evaluated exactly. A Monte Carlo state gets its sample estimates (with error
+        bars) and, where the exact reference exists, also the exact expectation values of the same
+        variational state as ``<name>_fullsum``: these separate the error of the dynamics from the
+        sampling noise of the estimator.
+        """
+        psi = None
+        if isinstance(vstate, nk.vqs.FullSumState) or self.trajectory is not None:
+            psi = np.asarray(vstate.to_array(normalize=True))
+        if isinstance(vstate, nk.vqs.FullSumState):
+            values, fullsum = self._state_expectations(psi), {}
+        else:
+            ops = {"energy": self.system.hamiltonian, **self.system.observables}
+            stats = {name: vstate.expect(op) for name, op in ops.items()}
+            values = {name: (complex(s.mean), float(s.error_of_mean), float(s.variance)) for name, s in stats.items()}
+            fullsum = {} if psi is None else self._state_expectations(psi)
         mean, error, variance = values.pop("energy")
         if not math.isfinite(mean.real):
             raise FloatingPointError(f"t = {t:.6g}: the energy estimate is {mean}; the time evolution diverged")
@@ -116,8 +122,9 @@ class DynamicsRecorder:
         for name, (mean, error, _) in values.items():
             row[name] = mean.real
             row[f"{name}_error"] = error
+        for name, (mean, _, _) in fullsum.items():
+            row[f"{name}_fullsum"] = mean.real
         if self.trajectory is not None:
-            psi = np.asarray(vstate.to_array(normalize=True))
             row["fidelity"] = float(abs(np.vdot(self.trajectory.states[index], psi)) ** 2)
             row["infidelity"] = 1.0 - row["fidelity"]
         row.update(diagnostics or {})

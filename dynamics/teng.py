@@ -164,7 +164,11 @@ class _Fitter:
         self.logpsi = logpsi
         self._jit = {}
         if self.full_sum:
-            self.all_states = jnp.asarray(vstate.hilbert.all_states())
+            # the sum runs over the model's support: configurations outside a constraint's sector have
+            # |ψ|² = 0 exactly (masked conditionals) and would only contribute 0·∞ terms
+            states = np.asarray(vstate.hilbert.all_states())
+            log_psi = np.asarray(jax.jit(logpsi)(vstate.parameters, states))
+            self.all_states = jnp.asarray(states[np.exp(2 * log_psi.real) > 0])
             self.zero_density = jnp.zeros(self.all_states.shape[0])
 
     # -- configurations ----------------------------------------------------------------------------

@@ -100,10 +100,11 @@ def heisenberg(
     marshall: bool = False,
     units: str = "pauli",
     zero_magnetization: bool = True,
+    h_staggered: float = 0.0,
 ) -> System:
     """Heisenberg (J1-J2) model on the chain (N = L) or the L×L square lattice.
 
-        H = J Σ_<ij> (X_i X_j + Y_i Y_j + Z_i Z_j) + J2 Σ_<<ij>> (X_i X_j + Y_i Y_j + Z_i Z_j)
+        H = J Σ_<ij> (X_i X_j + Y_i Y_j + Z_i Z_j) + J2 Σ_<<ij>> (X_i X_j + Y_i Y_j + Z_i Z_j) − h_s Σ_i (−1)^i Z_i
 
     in Pauli units (σ·σ = 4 S·S: with ``units="spin"`` every σ is replaced by S = σ/2 and all energies
     are 1/4 of the Pauli ones). J > 0 is antiferromagnetic.
@@ -116,6 +117,10 @@ def heisenberg(
 
     With ``zero_magnetization`` (default) the system carries the constraint Σ_i σᶻ_i = 0 (N even).
 
+    ``h_staggered`` = h_s adds a staggered field, (−1)^i = +1 on sublattice A (site 0) and −1 on B; for
+    h_s > 0 it favours the Néel state ↑↓↑↓… and its ground state is the usual starting point of a Néel
+    quench (switch h_s off). It commutes with the Marshall rotation and needs a bipartite lattice.
+
     Raises ValueError for an unknown lattice, L ≤ 1, J2 ≠ 0 on a lattice without next-nearest
     neighbours, Marshall rotation on a non-bipartite lattice, odd N with zero magnetisation, unknown units.
     """
@@ -126,9 +131,9 @@ def heisenberg(
             f"J2 = {J2} given, but the {lattice} lattice with L={L} ({'PBC' if pbc else 'OBC'}) has no "
             "next-nearest-neighbour bonds distinct from its nearest-neighbour bonds"
         )
-    if marshall and not lat.bipartite:
+    if (marshall or h_staggered != 0.0) and not lat.bipartite:
         raise ValueError(
-            f"the Marshall rotation needs a bipartite lattice; the {lattice} with L={L} "
+            f"the Marshall rotation and the staggered field need a bipartite lattice; the {lattice} with L={L} "
             f"({'PBC' if pbc else 'OBC'}) is not (odd periodic length?)"
         )
     constraint = None
@@ -142,6 +147,8 @@ def heisenberg(
         terms += [(sxy * J, bond(i, j, "X")), (sxy * J, bond(i, j, "Y")), (J, bond(i, j, "Z"))]
     for i, j in lat.nnn:
         terms += [(J2, bond(i, j, p)) for p in "XYZ"]
+    if h_staggered != 0.0:
+        terms += [(-h_staggered * (1.0 - 2.0 * lat.sublattice[i]), ((i, "Z"),)) for i in range(lat.n_sites)]
     observables = spin_observables(lat, unit)
     return make_system(
         "hamiltonians.heisenberg",
@@ -149,10 +156,10 @@ def heisenberg(
         scaled(terms, unit),
         observables,
         params=dict(L=L, lattice=lattice, J=J, J2=J2, pbc=pbc, marshall=marshall, units=units,
-                    zero_magnetization=zero_magnetization),
+                    zero_magnetization=zero_magnetization, h_staggered=h_staggered),
         conventions=spin_conventions(
             units, pbc, lattice,
-            "H = J sum_<ij> s_i.s_j + J2 sum_<<ij>> s_i.s_j, s = sigma (pauli) or S = sigma/2 (spin)"
+            "H = J sum_<ij> s_i.s_j + J2 sum_<<ij>> s_i.s_j - h_s sum_i (-1)^i s^z_i, s = sigma (pauli) or S = sigma/2 (spin)"
             + ("; Marshall-rotated: XX+YY sign flipped on nearest-neighbour bonds" if marshall else ""),
             sign_rule="marshall" if marshall else "none",
         ),

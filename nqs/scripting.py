@@ -31,3 +31,40 @@ def experiment_parser(description: str, default_out: str) -> argparse.ArgumentPa
 def config_of(args: argparse.Namespace) -> dict:
     """The parsed arguments as a JSON-serialisable dict (stored as the run's config)."""
     return json.loads(json.dumps(vars(args), default=str))
+
+
+ANSATZE = ("transformer", "rnn", "rnn2d")
+
+
+def add_ansatz_options(
+    parser: argparse.ArgumentParser, *, ansatz: str = "transformer", layers: int = 1, features: int = 16, heads: int = 2
+) -> None:
+    """--ansatz transformer|rnn|rnn2d and its size: --layers, --features (Transformer width, RNN hidden
+    units), --heads (Transformer), --cell gru|lstm (1D-path RNN)."""
+    group = parser.add_argument_group("ansatz")
+    group.add_argument("--ansatz", choices=ANSATZE, default=ansatz,
+                       help="autoregressive Transformer, RNN along a chain/snake path, or 2D RNN (square lattices)")
+    group.add_argument("--layers", type=int, default=layers)
+    group.add_argument("--features", type=int, default=features, help="Transformer width / RNN hidden units")
+    group.add_argument("--heads", type=int, default=heads, help="attention heads (Transformer)")
+    group.add_argument("--cell", choices=("gru", "lstm"), default="gru", help="recurrent cell (--ansatz rnn)")
+
+
+def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None, phase: bool = True):
+    """The ansatz chosen by `add_ansatz_options` for `system` (its Hilbert space and constraint).
+
+    On a 2D lattice (a `Grid` graph with two extents) the RNN follows the snake path; ``rnn2d`` needs one.
+    """
+    from ansatze import AR2DRNN, ARRNN, ARTransformer
+
+    common = dict(constraint=system.constraint, phase=phase, initial_distribution=initial_distribution)
+    extent = getattr(system.graph, "extent", None)
+    shape = tuple(int(v) for v in extent) if extent is not None and len(extent) == 2 else None
+    if args.ansatz == "transformer":
+        return ARTransformer(system.hilbert, layers=args.layers, features=args.features, heads=args.heads, **common)
+    if args.ansatz == "rnn":
+        order = dict(order="snake", shape=shape) if shape else {}
+        return ARRNN(system.hilbert, hidden=args.features, cell=args.cell, layers=args.layers, **order, **common)
+    if shape is None:
+        raise ValueError(f"--ansatz rnn2d needs a 2D lattice; the system's graph is {system.graph}")
+    return AR2DRNN(system.hilbert, hidden=args.features, shape=shape, **common)

@@ -37,9 +37,11 @@ def square_bonds(L, pbc, diagonal=False):
     return sorted(bonds)
 
 
-def heisenberg_qutip(n, bonds, nnn=(), J=1.0, J2=0.0, marshall=False):
+def heisenberg_qutip(n, bonds, nnn=(), J=1.0, J2=0.0, marshall=False, h_staggered=0.0, sublattice=None):
     s = -1.0 if marshall else 1.0
     H = 0
+    for i in range(n) if h_staggered else ():
+        H += -h_staggered * (1 - 2 * sublattice[i]) * op(n, {i: P["Z"]})
     for i, j in bonds:
         H += J * (s * op(n, {i: P["X"], j: P["X"]}) + s * op(n, {i: P["Y"], j: P["Y"]}) + op(n, {i: P["Z"], j: P["Z"]}))
     for i, j in nnn:
@@ -60,6 +62,9 @@ def test_heisenberg_chain(pbc):
     nnn = [(i, (i + 2) % 6) for i in range(6 if pbc else 4)]
     nnn = sorted({(min(b), max(b)) for b in nnn})
     assert_same(heisenberg(6, pbc=pbc, J2=0.4), heisenberg_qutip(6, chain_bonds(6, pbc), nnn, J2=0.4))
+    sub = [i % 2 for i in range(6)]
+    assert_same(heisenberg(6, pbc=pbc, h_staggered=1.3, zero_magnetization=False),
+                heisenberg_qutip(6, chain_bonds(6, pbc), h_staggered=1.3, sublattice=sub))
 
 
 @pytest.mark.parametrize("pbc", [True, False])

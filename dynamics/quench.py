@@ -1,0 +1,122 @@
+"""A quench experiment as the `runs/` scripts run it: state, method (TDVP or TENG), comparison table.
+
+The pieces every quench script shares: the command-line options of the time evolution, the variational
+state (exact autoregressive samples, or a full sum with ``--samples 0``), the choice between
+`evolve_tdvp` and `evolve_teng`, and the closing table of one observable against QuTiP (for Monte Carlo
+states also the exact expectation value of the same variational state, ``<name>_fullsum``, which
+separates the error of the dynamics from the sampling noise).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import netket as nk
+import numpy as np
+
+from dynamics.product_expansions import SCHEMES
+from dynamics.recording import DynamicsOutcome
+from dynamics.tdvp import INTEGRATORS, SOLVERS, TDVPSettings, evolve_tdvp
+from dynamics.teng import TENGSettings, evolve_teng
+from nqs.scripting import config_of
+from nqs.system import System
+
+
+def add_dynamics_options(
+    parser: argparse.ArgumentParser, *, T: float, dt: float, n_save: int, samples: int, method: str = "tdvp"
+) -> None:
+    """--method tdvp|teng, --T, --dt, --n-save, --samples (0: full sum), TDVP --integrator/--solver/--diag-shift,
+    TENG --scheme/--max-iterations."""
+    group = parser.add_argument_group("time evolution")
+    group.add_argument("--method", choices=("tdvp", "teng"), default=method)
+    group.add_argument("--T", type=float, default=T, help="final time")
+    group.add_argument("--dt", type=float, default=dt, help="time step")
+    group.add_argument("--n-save", type=int, default=n_save, help="save points in [0, T], both ends included")
+    group.add_argument("--samples", type=int, default=samples,
+                       help="exact autoregressive samples per step; 0 sums over the whole Hilbert space")
+    group.add_argument("--integrator", default="RK4", choices=sorted(INTEGRATORS), help="TDVP integrator")
+    group.add_argument("--solver", default="pinv_smooth", choices=SOLVERS, help="TDVP linear solver")
+    group.add_argument("--diag-shift", type=float, default=0.0, help="TDVP diagonal shift of the QGT")
+    group.add_argument("--scheme", default="heun", choices=sorted(SCHEMES), help="TENG target scheme")
+    group.add_argument("--max-iterations", type=int, default=20, help="TENG fit iterations per stage")
+
+
+def make_state(system: System, model: Any, args: argparse.Namespace):
+    """`MCState` with `ARDirectSampler` (args.samples > 0) or `FullSumState` (args.samples == 0)."""
+    if args.samples < 0:
+        raise ValueError(f"--samples must be >= 0, got {args.samples}")
+    if args.samples == 0:
+        return nk.vqs.FullSumState(system.hilbert, model, seed=args.seed)
+    return nk.vqs.MCState(
+        nk.sampler.ARDirectSampler(system.hilbert), model, n_samples=args.samples, seed=args.seed,
+        sampler_seed=args.seed + 1,
+    )
+
+
+def ground_state_variables(system: System, model: Any, args: argparse.Namespace, *, steps: int) -> Any:
+    """Variables of `model` after `steps` VMC + SR steps on `system` (the pre-quench Hamiltonian), for a
+    quench from a ground state. The exact reference later starts from this variational state, so its
+    residual error is part of the initial condition, not of the dynamics (the VMC energy is printed)."""
+    from nqs.vmc import VMCSettings, ground_state
+
+    settings = VMCSettings(n_steps=steps, n_samples=max(args.samples, 1024), learning_rate=0.02, solver="minsr",
+                           lr_schedule="cosine", lr_final=0.002, diag_shift=1e-4, n_samples_final=max(args.samples, 1024))
+    outcome = ground_state(system, model, settings, seed=args.seed, progress=not args.quiet)
+    if outcome.relative_error is not None:
+        print(f"initial state: VMC ground state, relative energy error {outcome.relative_error:.2e}")
+    return outcome.state.variables
+
+
+def run_quench(
+    system: System, model: Any, args: argparse.Namespace, *, observable: str, title: str, initial: Any = None
+) -> DynamicsOutcome:
+    """Evolve `model`'s initial state (its initialisation, or the variables `initial`) under `system` with
+    the method chosen in `args`, write the result file args.out, and print the table of `observable`
+    against the exact trajectory."""
+    vstate = make_state(system, model, args)
+    if initial is not None:
+        vstate.variables = initial
+    if args.method == "tdvp":
+        settings = TDVPSettings(
+            t_end=args.T, dt=args.dt, n_save=args.n_save, integrator=args.integrator, diag_shift=args.diag_shift,
+            solver=args.solver,
+        )
+        evolve = evolve_tdvp
+    else:
+        settings = TENGSettings(
+            t_end=args.T, dt=args.dt, n_save=args.n_save, scheme=args.scheme, max_iterations=args.max_iterations
+        )
+        evolve = evolve_teng
+    outcome = evolve(
+        system, vstate, settings, out=str(args.out), mode=args.mode, config=config_of(args), seed=args.seed,
+        ansatz=model.describe(), progress=not args.quiet,
+    )
+    print_comparison(outcome, observable, title=f"{title} ({args.method}, {args.ansatz}, "
+                     f"{vstate.n_parameters} parameters, {args.samples or 'full-sum'} samples, dt={args.dt})")
+    return outcome
+
+
+def print_comparison(outcome: DynamicsOutcome, observable: str, *, title: str) -> None:
+    """Table of the observable (variational, exact, difference) and the infidelity at every save point."""
+    values = outcome.series(observable)
+    fullsum = outcome.series(f"{observable}_fullsum")
+    has_fullsum = np.isfinite(fullsum).any()
+    print(f"\n{title}: {outcome.wall_time:.1f} s")
+    if outcome.exact is None:
+        print(f"{'t':>6s} {observable:>14s}")
+        for t, a in zip(outcome.times, values):
+            print(f"{t:6.3f} {a:14.8f}")
+        print("(no exact reference at this size)")
+        return
+    ref = outcome.exact.observables[observable]
+    best = fullsum if has_fullsum else values
+    print(f"{'t':>6s} {'variational':>14s}" + (f" {'(full sum)':>14s}" if has_fullsum else "")
+          + f" {'exact':>14s} {'|diff|':>10s} {'infidelity':>11s}")
+    for i, t in enumerate(outcome.times):
+        line = f"{t:6.3f} {values[i]:14.8f}" + (f" {fullsum[i]:14.8f}" if has_fullsum else "")
+        print(line + f" {ref[i]:14.8f} {abs(best[i] - ref[i]):10.2e} {outcome.series('infidelity')[i]:11.2e}")
+    print(f"max |Δ {observable}| = {np.abs(best - ref).max():.2e}"
+          + (f" (sample estimate: {np.abs(values - ref).max():.2e})" if has_fullsum else "")
+          + f", final infidelity {outcome.series('infidelity')[-1]:.2e} "
+          "(exact reference: QuTiP from the variational |ψ(0)⟩)")
