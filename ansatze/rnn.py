@@ -45,7 +45,13 @@ import jax.numpy as jnp
 import netket as nk
 import numpy as np
 
-from ansatze.product_start import Distribution, as_hashable, is_site_dependent, product_log_p
+from ansatze.product_start import (
+    Distribution,
+    as_hashable,
+    is_site_dependent,
+    product_log_p,
+)
+from ansatze.sign_rules import check_sign_sites, marshall_phase
 from nqs.constraint import Constraint
 
 _MASKED = -1e30  # finite "log 0": keeps gradients NaN-free
@@ -202,7 +208,10 @@ class _RecurrentARNN(nk.models.AbstractARNN):
         x = inputs.reshape((-1, inputs.shape[-1]))
         idx = self.hilbert.states_to_local_indices(x).astype(jnp.int32)
         log_psi = jnp.take_along_axis(self.conditionals_log_psi(x), idx[..., None], axis=-1)[..., 0]
-        return log_psi.sum(axis=-1).reshape(batch_shape)
+        log_psi = log_psi.sum(axis=-1)
+        if self.sign_sites is not None:
+            log_psi = log_psi + 1j * marshall_phase(x, self.sign_sites)
+        return log_psi.reshape(batch_shape)
 
     def reorder(self, inputs: jax.Array, axis: int = 0) -> jax.Array:
         """Hilbert layout → path layout: out[k] = inputs[π(k)] along `axis` (NetKet's AbstractARNN.reorder)."""
@@ -261,6 +270,8 @@ class ARRNN(_RecurrentARNN):
             amplitude head starts with zero weights and logits log p_i (shared bias, or a per-site table
             `site_logits` when the p_i differ) and the phase head with zeros, so the initial model is
             exactly the product state ψ(x) = Π_i √p_i(x_i) (renormalised by the constraint mask, if any).
+        sign_sites: sites of sublattice B for a built-in Marshall sign (−1)^{N_↑^B(x)} (see
+            `ansatze.sign_rules`; e.g. `sign_rules.sublattice_b(graph)`), or None.
     """
 
     hidden: int
@@ -273,11 +284,13 @@ class ARRNN(_RecurrentARNN):
     param_dtype: Any = jnp.float64
     machine_pow: int = 2
     initial_distribution: Distribution | None = None
+    sign_sites: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if isinstance(self.shape, list):
             self.shape = tuple(self.shape)  # module fields must be hashable
         self.initial_distribution = as_hashable(self.initial_distribution)
+        self.sign_sites = check_sign_sites(self.hilbert, self.sign_sites)
         super().__post_init__()
         if self.cell not in _CELLS:
             raise ValueError(f"cell must be one of {_CELLS}, got {self.cell!r}")
@@ -358,6 +371,7 @@ class ARRNN(_RecurrentARNN):
             "param_dtype": str(jnp.dtype(self.param_dtype)),
             "machine_pow": self.machine_pow,
             "initial_distribution": self.initial_distribution,
+            "sign_sites": self.sign_sites,
         }
 
 
@@ -445,6 +459,8 @@ class AR2DRNN(_RecurrentARNN):
         machine_pow: |ψ|^machine_pow is the sampled distribution (2 for |ψ|², 1 for a probability model).
         initial_distribution: single-site distribution p(s) or one per site p_i(s); the initial model is
             then exactly the product state ψ(x) = Π_i √p_i(x_i) (renormalised by the constraint mask, if any).
+        sign_sites: sites of sublattice B for a built-in Marshall sign (−1)^{N_↑^B(x)} (see
+            `ansatze.sign_rules`; e.g. `sign_rules.sublattice_b(graph)`), or None.
     """
 
     hidden: int
@@ -454,11 +470,13 @@ class AR2DRNN(_RecurrentARNN):
     param_dtype: Any = jnp.float64
     machine_pow: int = 2
     initial_distribution: Distribution | None = None
+    sign_sites: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if isinstance(self.shape, list):
             self.shape = tuple(self.shape)  # module fields must be hashable
         self.initial_distribution = as_hashable(self.initial_distribution)
+        self.sign_sites = check_sign_sites(self.hilbert, self.sign_sites)
         super().__post_init__()
         _check_shape(self.shape, self.hilbert.size, "AR2DRNN")
         _check_common(self)
@@ -539,4 +557,5 @@ class AR2DRNN(_RecurrentARNN):
             "param_dtype": str(jnp.dtype(self.param_dtype)),
             "machine_pow": self.machine_pow,
             "initial_distribution": self.initial_distribution,
+            "sign_sites": self.sign_sites,
         }

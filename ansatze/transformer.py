@@ -36,7 +36,13 @@ import jax.numpy as jnp
 import netket as nk
 import numpy as np
 
-from ansatze.product_start import Distribution, as_hashable, is_site_dependent, product_log_p
+from ansatze.product_start import (
+    Distribution,
+    as_hashable,
+    is_site_dependent,
+    product_log_p,
+)
+from ansatze.sign_rules import check_sign_sites, marshall_phase
 from nqs.constraint import Constraint
 
 _MASKED = -1e30  # finite "log 0": keeps gradients NaN-free
@@ -120,6 +126,8 @@ class ARTransformer(nk.models.AbstractARNN):
             model is exactly the product state ψ(x) = Π_i √p_i(x_i) (renormalised by the constraint mask,
             if any), e.g. |→⟩ for p = (½, ½), a regularised Néel state from
             `product_start.basis_state_distribution`, or Π_i p_i(x_i) when machine_pow = 1.
+        sign_sites: sites of sublattice B for a built-in Marshall sign (−1)^{N_↑^B(x)} (see
+            `ansatze.sign_rules`; e.g. `sign_rules.sublattice_b(graph)`), or None.
     """
 
     layers: int = 2
@@ -132,9 +140,11 @@ class ARTransformer(nk.models.AbstractARNN):
     param_dtype: Any = jnp.float64
     machine_pow: int = 2
     initial_distribution: Distribution | None = None
+    sign_sites: tuple[int, ...] | None = None
 
     def __post_init__(self):
         self.initial_distribution = as_hashable(self.initial_distribution)
+        self.sign_sites = check_sign_sites(self.hilbert, self.sign_sites)
         super().__post_init__()
         if self.features % self.heads:
             raise ValueError(f"heads ({self.heads}) must divide features ({self.features})")
@@ -219,7 +229,10 @@ class ARTransformer(nk.models.AbstractARNN):
         x = inputs.reshape((-1, inputs.shape[-1]))
         idx = self.hilbert.states_to_local_indices(x).astype(jnp.int32)
         log_psi = jnp.take_along_axis(self.conditionals_log_psi(x), idx[..., None], axis=-1)[..., 0]
-        return log_psi.sum(axis=-1).reshape(batch_shape)
+        log_psi = log_psi.sum(axis=-1)
+        if self.sign_sites is not None:
+            log_psi = log_psi + 1j * marshall_phase(x, self.sign_sites)
+        return log_psi.reshape(batch_shape)
 
     # -- cached path (sampling) ------------------------------------------------------------------
     def conditional(self, inputs: jax.Array, index: jax.Array) -> jax.Array:
@@ -258,4 +271,5 @@ class ARTransformer(nk.models.AbstractARNN):
             "param_dtype": str(jnp.dtype(self.param_dtype)),
             "machine_pow": self.machine_pow,
             "initial_distribution": self.initial_distribution,
+            "sign_sites": self.sign_sites,
         }

@@ -83,6 +83,9 @@ def _draw_quantity(ax: Any, res: results.Result, x: np.ndarray, name: str) -> No
     err = res.history.get(f"{name}_error")
     yerr = None if err is None else np.nan_to_num(err[ok])
     ax.errorbar(x[ok], y[ok], yerr=yerr, fmt=".-", ms=3, lw=0.8, label="variational")
+    fullsum = res.history.get(f"{name}_fullsum")  # exact expectation of a Monte Carlo state
+    if fullsum is not None and np.isfinite(fullsum).any():
+        ax.plot(x, fullsum, "s", ms=3, mfc="none", label="variational, full sum")
     ref = res.exact.get(name)
     if ref is not None and np.ndim(ref) == 0:
         ax.axhline(float(np.real(ref)), color="k", ls="--", lw=1, label="exact")

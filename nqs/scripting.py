@@ -57,13 +57,13 @@ def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None,
     """
     from ansatze import AR2DRNN, ARRNN, ARTransformer
 
-    common = dict(constraint=system.constraint, phase=phase, initial_distribution=initial_distribution)
+    common = {"constraint": system.constraint, "phase": phase, "initial_distribution": initial_distribution}
     extent = getattr(system.graph, "extent", None)
     shape = tuple(int(v) for v in extent) if extent is not None and len(extent) == 2 else None
     if args.ansatz == "transformer":
         return ARTransformer(system.hilbert, layers=args.layers, features=args.features, heads=args.heads, **common)
     if args.ansatz == "rnn":
-        order = dict(order="snake", shape=shape) if shape else {}
+        order = {"order": "snake", "shape": shape} if shape else {}
         return ARRNN(system.hilbert, hidden=args.features, cell=args.cell, layers=args.layers, **order, **common)
     if shape is None:
         raise ValueError(f"--ansatz rnn2d needs a 2D lattice; the system's graph is {system.graph}")

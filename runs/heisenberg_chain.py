@@ -1,8 +1,9 @@
 """Main job: ground state of the Heisenberg chain with the autoregressive Transformer, checked against ED.
 
 H = J Σ_i σ_i·σ_{i+1} (+ J2 Σ_i σ_i·σ_{i+2}), Pauli units, periodic by default. The Marshall sublattice
-rotation is applied to the Hamiltonian (the rotated ground state is positive for J2 = 0), so the
-Transformer runs without a phase head by default; the zero-magnetisation sector is imposed by masking
+rotation is applied to the Hamiltonian (the rotated ground state is positive for J2 = 0), or with
+``--sign ansatz`` built into the Transformer as the factor (−1)^{N_↑ on sublattice B}, so it runs
+without a phase head by default; the zero-magnetisation sector is imposed by masking
 the conditionals. Energies are reported in Pauli units; divide by 4 for S·S units.
 
     python runs/heisenberg_chain.py                      # L=16 PBC, writes runs/out/heisenberg_chain.h5
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import nqs  # noqa: F401  (first: enables 64-bit floats)
 from ansatze import ARTransformer
+from ansatze.sign_rules import sublattice_b
 from hamiltonians import heisenberg
 from nqs import results
 from nqs.scripting import config_of, experiment_parser
@@ -25,7 +27,8 @@ def main(argv: list[str] | None = None) -> results.Result:
     parser.add_argument("--J", type=float, default=1.0)
     parser.add_argument("--J2", type=float, default=0.0)
     parser.add_argument("--obc", action="store_true", help="open instead of periodic boundaries")
-    parser.add_argument("--no-marshall", action="store_true", help="keep the plain sign structure (learn a phase)")
+    parser.add_argument("--sign", choices=("hamiltonian", "ansatz", "none"), default="hamiltonian",
+                        help="Marshall sign: rotate the Hamiltonian, build it into the ansatz, or learn a phase")
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--features", type=int, default=16)
     parser.add_argument("--heads", type=int, default=2)
@@ -39,8 +42,8 @@ def main(argv: list[str] | None = None) -> results.Result:
         args.L, args.layers, args.features, args.heads = 8, 1, 16, 2
         args.steps, args.samples = 40, 256
 
-    marshall = not args.no_marshall
-    system = heisenberg(args.L, J=args.J, J2=args.J2, pbc=not args.obc, marshall=marshall)
+    marshall = args.sign != "none"
+    system = heisenberg(args.L, J=args.J, J2=args.J2, pbc=not args.obc, marshall=args.sign == "hamiltonian")
     model = ARTransformer(
         system.hilbert,
         layers=args.layers,
@@ -48,6 +51,7 @@ def main(argv: list[str] | None = None) -> results.Result:
         heads=args.heads,
         constraint=system.constraint,
         phase=not marshall or args.J2 != 0.0,
+        sign_sites=sublattice_b(system.graph) if args.sign == "ansatz" else None,
     )
     settings = VMCSettings(
         n_steps=args.steps,

@@ -48,18 +48,3 @@ def test_check_operators_detects_a_mismatch():
         exact.check_operators(broken)
 
 
-@pytest.mark.parametrize("pbc", [True, False])
-@pytest.mark.parametrize("L", [4, 8, 12])
-def test_bethe_ansatz_equals_exact_diagonalisation(L, pbc):
-    ed = exact.ground_state(heisenberg(L, pbc=pbc, units="spin")).energy
-    assert exact.bethe_ansatz_energy(L, pbc=pbc) == pytest.approx(ed, abs=1e-10)
-    assert exact.bethe_ansatz_energy(L, pbc=pbc, units="pauli") == pytest.approx(4 * ed, abs=1e-9)
-
-
-def test_bethe_ansatz_published_values_and_bad_length():
-    assert exact.bethe_ansatz_energy(20) / 20 == pytest.approx(-0.4452193265, abs=1e-10)
-    assert exact.bethe_ansatz_energy(20, pbc=False) / 20 == pytest.approx(-0.4341236667, abs=1e-10)
-    e100 = exact.bethe_ansatz_energy(100) / 100
-    assert -0.4433 < e100 < 1 / 4 - np.log(2)  # even periodic chains lie below the Hulthén limit, close to it
-    with pytest.raises(ValueError, match="even chain length"):
-        exact.bethe_ansatz_energy(7)

@@ -1,0 +1,187 @@
+"""Shared helpers of the benchmark scripts: environment set-up, timing, memory, machine description, output.
+
+Imported by `benchmarks/vmc_step.py` and `benchmarks/sampling_scaling.py` (run as scripts from the
+repository root, so this module is found next to them on `sys.path`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# NetKet 3.23 turns on its shard_map-based sharding by default. Under JAX 0.10 every recurrent model
+# (ours and NetKet's GRUNet1D/LSTMNet alike) then fails as soon as a chunk_size is set ("scan body function
+# carry input and carry output must have equal types ... manual axis types do not match"). On a single
+# device sharding buys nothing, so the benchmarks switch it off for every model, before NetKet is imported.
+os.environ.setdefault("NETKET_SHARDING", "0")
+
+import jax
+
+import nqs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def block(tree: Any) -> Any:
+    """Wait for every JAX array in `tree` (jax.block_until_ready on the leaves)."""
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if hasattr(leaf, "block_until_ready"):
+            leaf.block_until_ready()
+    return tree
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """(wall seconds, result) of fn(), waiting for the result's arrays."""
+    t0 = time.perf_counter()
+    out = block(fn())
+    return time.perf_counter() - t0, out
+
+
+def summary(times: list[float]) -> dict[str, Any]:
+    """median / min / max / all of a list of timings in seconds."""
+    return {
+        "median": statistics.median(times),
+        "min": min(times),
+        "max": max(times),
+        "all": list(times),
+    }
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class PeakMemory:
+    """Peak memory while the `with` block runs.
+
+    * ``device_peak_bytes``: the device allocator's ``peak_bytes_in_use`` from `jax.Device.memory_stats()`
+      (GPU/TPU; XLA's CPU client returns None, so it is None on CPU);
+    * ``rss_peak_delta_bytes``: the process resident set size sampled from /proc/self/statm every
+      `interval` s by a background thread, peak during the block minus the value at its start (Linux);
+    * ``ru_maxrss_bytes``: the process-lifetime peak RSS from getrusage at the end (monotone, so it only
+      bounds the block from above).
+    """
+
+    def __init__(self, interval: float = 0.002):
+        self.interval = interval
+        self.result: dict[str, Any] = {}
+
+    def __enter__(self):
+        self._stop = threading.Event()
+        self._base = _rss_bytes()
+        self._peak = self._base or 0
+        dev = jax.devices()[0]
+        stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
+        self._dev_start = None if not stats else stats.get("peak_bytes_in_use")
+        if self._base is not None:
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
+        return self
+
+    def _poll(self):
+        while not self._stop.is_set():
+            rss = _rss_bytes()
+            if rss is not None and rss > self._peak:
+                self._peak = rss
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._base is not None:
+            self._thread.join()
+        dev = jax.devices()[0]
+        stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
+        self.result = {
+            "device_peak_bytes": None if not stats else stats.get("peak_bytes_in_use"),
+            "rss_peak_delta_bytes": None if self._base is None else max(self._peak - self._base, 0),
+            "rss_start_bytes": self._base,
+            "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "method": "device memory_stats peak_bytes_in_use when available, else peak-minus-start RSS "
+            f"polled from /proc/self/statm every {self.interval:.3g} s",
+        }
+        return False
+
+
+def machine() -> dict[str, Any]:
+    """Where and under which load the figures were taken."""
+    import flax
+    import netket
+
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo")
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        cpu = platform.processor()
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "load_average_start": os.getloadavg(),
+        "jax_backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "versions": {
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "netket": netket.__version__,
+            "flax": flax.__version__,
+            "nqs": nqs.__version__,
+        },
+        "netket_sharding": os.environ.get("NETKET_SHARDING"),
+    }
+
+
+def write_json(path: str | Path, data: dict) -> Path:
+    data.setdefault("machine", {})["load_average_end"] = os.getloadavg()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=_jsonable))
+    return path
+
+
+def _jsonable(obj):
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(obj)
+
+
+def table(rows: list[list[Any]], header: list[str]) -> str:
+    """A plain-text (Markdown-compatible) table."""
+    cells = [[str(c) for c in header]] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        if x == 0:
+            return "0"
+        if abs(x) >= 100:
+            return f"{x:.0f}"
+        if abs(x) >= 1:
+            return f"{x:.2f}"
+        return f"{x:.3g}"
+    return str(x)

@@ -1,0 +1,28 @@
+"""Smoke test: the benchmark scripts run on a tiny configuration and write their JSON figures."""
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def _run(args, out):
+    proc = subprocess.run([sys.executable, *args, "--out", str(out)], capture_output=True, text=True,
+                          timeout=600, cwd=REPO, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout, json.loads(out.read_text())
+
+
+def test_vmc_step_benchmark_times_every_phase_and_reports_ratios(tmp_path):
+    stdout, data = _run(["benchmarks/vmc_step.py", "--quick", "--models", "rnn,gru"], tmp_path / "vmc.json")
+    assert not data["failures"]
+    for row in data["results"]:
+        assert all(row["time_s"][p]["median"] > 0 for p in ("sample", "local_energy", "gradient", "sr_solve"))
+        assert row["step_s"] > 0 and row["memory"]["rss_peak_delta_bytes"] is not None
+    assert "rnn/gru" in stdout
+
+
+def test_sampling_scaling_benchmark_fits_an_exponent(tmp_path):
+    stdout, data = _run(["benchmarks/sampling_scaling.py", "--quick", "--sizes", "4,8"], tmp_path / "s.json")
+    assert "exponent" in stdout and data["results"]
