@@ -45,6 +45,9 @@ import jax.numpy as jnp
 import netket as nk
 import numpy as np
 
+from ansatze.lattice import check_shape as _check_shape
+from ansatze.lattice import generation_path as _path
+from ansatze.lattice import snake_order
 from ansatze.product_start import (
     Distribution,
     as_hashable,
@@ -57,44 +60,6 @@ from nqs.constraint import Constraint
 _MASKED = -1e30  # finite "log 0": keeps gradients NaN-free
 _CELLS = ("gru", "lstm")
 _ORDERS = ("chain", "snake")
-
-
-def snake_order(Lx: int, Ly: int) -> np.ndarray:
-    """Positions (x, y) of the snake (boustrophedon) path on an Lx×Ly lattice, shape (Lx·Ly, 2).
-
-    Path position k = x·Ly + (y if x is even else Ly − 1 − y): rows x = 0..Lx−1 in turn, even rows
-    left to right (increasing y), odd rows right to left (the zigzag path of the 2D RNN of
-    Hibat-Allah et al., PRR 2, 023358 (2020)). The Hilbert index of (x, y) is x·Ly + y (the
-    `nk.graph.Grid(extent=[Lx, Ly])` numbering), so the Hilbert index of path position k is
-    ``order[k, 0] * Ly + order[k, 1]``.
-    """
-    if int(Lx) < 1 or int(Ly) < 1:
-        raise ValueError(f"the lattice needs Lx, Ly >= 1, got ({Lx}, {Ly})")
-    pos = []
-    for x in range(int(Lx)):
-        ys = range(int(Ly)) if x % 2 == 0 else range(int(Ly) - 1, -1, -1)
-        pos.extend((x, y) for y in ys)
-    return np.asarray(pos, dtype=np.int64)
-
-
-@functools.cache
-def _path(order: str, n: int, shape: tuple[int, int] | None) -> np.ndarray:
-    """π: Hilbert index of each path position k (the `reorder` indices)."""
-    if order == "chain":
-        return np.arange(n)
-    Lx, Ly = shape
-    pos = snake_order(Lx, Ly)
-    return pos[:, 0] * Ly + pos[:, 1]
-
-
-def _check_shape(shape, n: int, what: str) -> tuple[int, int]:
-    """Validates an (Lx, Ly) lattice shape against the number of sites n."""
-    if shape is None or len(tuple(shape)) != 2:
-        raise ValueError(f"{what} needs shape=(Lx, Ly), got {shape!r}")
-    Lx, Ly = (int(v) for v in shape)
-    if Lx < 1 or Ly < 1 or Lx * Ly != n:
-        raise ValueError(f"shape {tuple(shape)} does not match the {n} sites of the Hilbert space")
-    return Lx, Ly
 
 
 def _check_common(model) -> None:
@@ -139,6 +104,14 @@ def _heads(
         **({"kernel_init": nn.initializers.zeros, "bias_init": nn.initializers.zeros} if zero else {}),
     )
     return amplitude, phase_head, site_log_p
+
+
+def _batch_zeros(inputs: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
+    """Zeros of shape (batch, *shape) derived from `inputs` (batch, N), not created from nothing: under
+    NetKet's shard_map sharding the initial carry of a scan must carry the same "varying over the sample
+    axis" type as the per-sample inputs, which a fresh `jnp.zeros` does not."""
+    zero = 0 * inputs[:, :1].astype(dtype)  # (batch, 1), inherits the sharding type of the inputs
+    return jnp.zeros((inputs.shape[0], *shape), dtype=dtype) + zero.reshape((-1,) + (1,) * len(shape))
 
 
 class _RecurrentARNN(nk.models.AbstractARNN):
@@ -312,8 +285,8 @@ class ARRNN(_RecurrentARNN):
         self.stack = _CellStack(self.cell, self.hidden, self.layers, self.param_dtype)
         self._make_heads()
 
-    def _zero_carry(self, batch: int):
-        h = jnp.zeros((batch, self.hidden), dtype=self.param_dtype)
+    def _zero_carry(self, inputs: jax.Array):
+        h = _batch_zeros(inputs, (self.hidden,), self.param_dtype)
         return tuple(h if self.cell == "gru" else (h, h) for _ in range(self.layers))
 
     def _onehot(self, tokens):
@@ -335,7 +308,7 @@ class ARRNN(_RecurrentARNN):
             in_axes=1,
             out_axes=1,
         )
-        _, h = scan(self.stack, self._zero_carry(ordered.shape[0]), self._onehot(tokens))
+        _, h = scan(self.stack, self._zero_carry(ordered), self._onehot(tokens))
         return self._finish_parallel(h, ordered)
 
     # -- cached path (sampling) ------------------------------------------------------------------
@@ -348,7 +321,7 @@ class ARRNN(_RecurrentARNN):
         k = jnp.asarray(np.argsort(self._path()))[index]
         prev = self.hilbert.states_to_local_indices(inputs[:, path[jnp.maximum(k - 1, 0)]]).astype(jnp.int32)
         token = jnp.where(k == 0, d, prev)
-        zero = self._zero_carry(batch)
+        zero = self._zero_carry(inputs)
         carry = self.get_variable("cache", "carry", zero)
         carry = jax.tree_util.tree_map(lambda z, c: jnp.where(k == 0, z, c), zero, carry)
         carry, h = self.stack(carry, self._onehot(token))
@@ -514,7 +487,7 @@ class AR2DRNN(_RecurrentARNN):
             jnp.asarray(t["vsite"] >= 0),
         )
         scan = nn.scan(_step_2d, variable_broadcast="params", split_rngs={"params": False}, out_axes=1)
-        columns = jnp.zeros((inputs.shape[0], Ly, self.hidden), dtype=self.param_dtype)
+        columns = _batch_zeros(inputs, (Ly, self.hidden), self.param_dtype)
         _, h = scan(self.cell, columns, xs)
         ordered = self.reorder(self.hilbert.states_to_local_indices(inputs).astype(jnp.int32), axis=1)
         return self._finish_parallel(h, ordered)

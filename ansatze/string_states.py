@@ -179,6 +179,12 @@ class StringStates(nn.Module):
         return self.base.hilbert
 
     @property
+    def constraint(self):
+        """The base model's sector constraint (paths and symmetry permutations of the sites preserve a
+        global charge such as the magnetisation)."""
+        return getattr(self.base, "constraint", None)
+
+    @property
     def machine_pow(self):
         return getattr(self.base, "machine_pow", 2)
 
@@ -219,6 +225,17 @@ class StringStates(nn.Module):
         terms = self.log_prob_per_path(inputs)
         return (jax.nn.logsumexp(terms, axis=-1) - math.log(self.n_paths)) / self.machine_pow
 
+    @property
+    def n_terms(self) -> int:
+        """Number of mixture terms (here the paths); the sampler draws one uniformly per sample."""
+        return self.n_paths
+
+    @nn.nowrap
+    def from_base_samples(self, generated: jax.Array, term: jax.Array) -> jax.Array:
+        """Configurations a (B, N) from base samples a' (B, N) and term indices k (B,): a[π_k] = a'."""
+        inverse = jnp.asarray(np.argsort(np.asarray(self.paths), axis=1))  # a[i] = a'[π_k⁻¹(i)]
+        return jnp.take_along_axis(generated, inverse[term], axis=1)
+
     def conditional(self, inputs, index):
         raise TypeError(
             "String States have no tractable conditionals: sample them with "
@@ -243,9 +260,10 @@ def _base_variables(variables) -> dict:
 
 
 class StringStatesSampler(nk.sampler.ARDirectSampler):
-    """Exact sampler of `StringStates`: per sample a path k uniformly, a' ∼ P_θ by the base model's
-    autoregressive sampling (NetKet's `ARDirectSampler` loop over `base.conditional`, with its cache), and
-    a = a' read back through π_k (a[π_k] = a'). Samples are independent and exact (`is_exact` is True).
+    """Exact sampler of `StringStates` (and of its subclass `ansatze.symmetrized.Symmetrized`): per sample
+    a mixture term k uniformly, a' ∼ P_θ by the base model's autoregressive sampling (NetKet's
+    `ARDirectSampler` loop over `base.conditional`, with its cache), and a = `model.from_base_samples(a', k)`
+    (for a path, a[π_k] = a'). Samples are independent and exact (`is_exact` is True).
 
     For any other model it behaves as `ARDirectSampler`, so it can replace that sampler everywhere. Being
     a subclass, it is accepted wherever an `ARDirectSampler` is (e.g. `dynamics.povm_dynamics`).
@@ -264,9 +282,8 @@ class StringStatesSampler(nk.sampler.ARDirectSampler):
         )
         n = self.hilbert.size
         ordered = ordered.reshape((-1, n))
-        k = jax.random.randint(key_path, (ordered.shape[0],), 0, model.n_paths)
-        inverse = jnp.asarray(np.argsort(np.asarray(model.paths), axis=1))  # a[i] = a'[π_k⁻¹(i)]
-        sigma = jnp.take_along_axis(ordered, inverse[k], axis=1)
+        k = jax.random.randint(key_path, (ordered.shape[0],), 0, model.n_terms)
+        sigma = model.from_base_samples(ordered, k)
         sigma = sigma.reshape((self.n_batches, chain_length, n))
         if return_log_probabilities:
             log_p = model.machine_pow * model.apply(variables, sigma.reshape((-1, n))).real

@@ -28,6 +28,7 @@ import sys
 import time
 from typing import Any
 
+import _common  # noqa: F401  (first: switches NetKet's sharding off before NetKet loads)
 import jax
 import jax.numpy as jnp
 import netket as nk

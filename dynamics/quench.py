@@ -10,6 +10,7 @@ separates the error of the dynamics from the sampling noise).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 import netket as nk
@@ -62,7 +63,8 @@ def ground_state_variables(system: System, model: Any, args: argparse.Namespace,
 
     settings = VMCSettings(n_steps=steps, n_samples=max(args.samples, 1024), learning_rate=0.02, solver="minsr",
                            lr_schedule="cosine", lr_final=0.002, diag_shift=1e-4, n_samples_final=max(args.samples, 1024))
-    outcome = ground_state(system, model, settings, seed=args.seed, progress=not args.quiet)
+    energy_only = dataclasses.replace(system, observables={})  # the quench records the observables
+    outcome = ground_state(energy_only, model, settings, seed=args.seed, progress=not args.quiet)
     if outcome.relative_error is not None:
         print(f"initial state: VMC ground state, relative energy error {outcome.relative_error:.2e}")
     return outcome.state.variables

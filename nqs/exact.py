@@ -451,3 +451,32 @@ def bethe_ground_state_energy(L: int, *, pbc: bool = True, J: float = 1.0, units
     bonds = L if pbc else L - 1
     energy = J * (bonds / 4 - np.sum(2 / (1 + 4 * lam**2)))
     return float(4 * energy if units == "pauli" else energy)
+
+
+# Published exact energies per site of the square-lattice Heisenberg J1-J2 model (J1 = 1, S·S units) at
+# sizes beyond exact diagonalisation here; key (L, pbc, J2). Source: Lanczos ED collected by varbench
+# (Wu et al., Science 386, 296 (2024); notes `ansatze.md` §8.2–8.3).
+_PUBLISHED_SQUARE = {
+    (6, True, 0.0): (-97.7575896 / 144, "ED, varbench (-97.7575896 / 144, S·S units)"),
+    (6, False, 0.0): (-86.9071442 / 144, "ED, varbench (-86.9071442 / 144, S·S units)"),
+    (6, True, 0.5): (-0.5038097, "ED, varbench (S·S units)"),
+}
+
+
+def reference_ground_state_energy(
+    lattice: str, L: int, *, pbc: bool = True, J: float = 1.0, J2: float = 0.0, units: str = "pauli"
+) -> tuple[float, str] | None:
+    """A ground-state energy of `hamiltonians.heisenberg(L, lattice=..., J=J, J2=J2, pbc=pbc)` that needs no
+    diagonalisation here, with its source: the Bethe ansatz for chains with J2 = 0 (any even L), published
+    ED values for a few square lattices (6×6). None when neither applies."""
+    if units not in ("spin", "pauli"):
+        raise ValueError(f"units must be 'spin' or 'pauli', got {units!r}")
+    scale = 4.0 if units == "pauli" else 1.0
+    if lattice == "chain" and J2 == 0.0 and J > 0 and L % 2 == 0:
+        return bethe_ground_state_energy(L, pbc=pbc, J=J, units=units), "Bethe ansatz (nqs.exact.bethe_ground_state_energy)"
+    if lattice == "square" and J > 0:
+        entry = _PUBLISHED_SQUARE.get((int(L), bool(pbc), float(J2) / J))
+        if entry is not None:
+            per_site, source = entry
+            return scale * J * per_site * L * L, source
+    return None

@@ -34,13 +34,15 @@ def config_of(args: argparse.Namespace) -> dict:
 
 
 ANSATZE = ("transformer", "rnn", "rnn2d")
+SYMMETRIES = ("none", "translations", "point", "space")
 
 
 def add_ansatz_options(
     parser: argparse.ArgumentParser, *, ansatz: str = "transformer", layers: int = 1, features: int = 16, heads: int = 2
 ) -> None:
     """--ansatz transformer|rnn|rnn2d and its size: --layers, --features (Transformer width, RNN hidden
-    units), --heads (Transformer), --cell gru|lstm (1D-path RNN)."""
+    units), --heads (Transformer), --cell gru|lstm (1D-path RNN), --order and --patch (Transformer on a
+    lattice), --symmetry/--spin-flip (evaluation-time symmetrisation, `ansatze.symmetrized`)."""
     group = parser.add_argument_group("ansatz")
     group.add_argument("--ansatz", choices=ANSATZE, default=ansatz,
                        help="autoregressive Transformer, RNN along a chain/snake path, or 2D RNN (square lattices)")
@@ -48,23 +50,53 @@ def add_ansatz_options(
     group.add_argument("--features", type=int, default=features, help="Transformer width / RNN hidden units")
     group.add_argument("--heads", type=int, default=heads, help="attention heads (Transformer)")
     group.add_argument("--cell", choices=("gru", "lstm"), default="gru", help="recurrent cell (--ansatz rnn)")
+    group.add_argument("--order", choices=("raster", "snake", "chain"), default=None,
+                       help="Transformer path on a 2D lattice (default raster with 2D positions; chain on 1D)")
+    group.add_argument("--patch", type=int, nargs=2, default=None, metavar=("PX", "PY"),
+                       help="Transformer tokens of PX×PY sites (2D lattices)")
+    group.add_argument("--symmetry", choices=SYMMETRIES, default="none",
+                       help="symmetrise |ψ|² over the lattice's translations, point group or space group")
+    group.add_argument("--spin-flip", action="store_true", help="also symmetrise over the global spin flip")
 
 
-def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None, phase: bool = True):
-    """The ansatz chosen by `add_ansatz_options` for `system` (its Hilbert space and constraint).
+def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None, phase: bool = True,
+                 sign_sites=None):
+    """The ansatz chosen by `add_ansatz_options` for `system` (its Hilbert space, graph and constraint).
 
-    On a 2D lattice (a `Grid` graph with two extents) the RNN follows the snake path; ``rnn2d`` needs one.
+    On a 2D lattice (a `Grid` graph with two extents) the RNN follows the snake path and the Transformer
+    the --order path (raster by default) with 2D position encodings; ``rnn2d`` needs a 2D lattice.
+    `sign_sites` builds a Marshall sign into the base model (`ansatze.sign_rules`). With --symmetry or
+    --spin-flip the base model is wrapped in `ansatze.symmetrized.Symmetrized` over the group of
+    ``system.graph``.
     """
     from ansatze import AR2DRNN, ARRNN, ARTransformer
+    from ansatze.symmetrized import Symmetrized, symmetry_group
 
-    common = {"constraint": system.constraint, "phase": phase, "initial_distribution": initial_distribution}
+    common = {"constraint": system.constraint, "phase": phase, "initial_distribution": initial_distribution,
+              "sign_sites": sign_sites}
     extent = getattr(system.graph, "extent", None)
     shape = tuple(int(v) for v in extent) if extent is not None and len(extent) == 2 else None
+    order = getattr(args, "order", None)
+    patch = getattr(args, "patch", None)
     if args.ansatz == "transformer":
-        return ARTransformer(system.hilbert, layers=args.layers, features=args.features, heads=args.heads, **common)
-    if args.ansatz == "rnn":
-        order = {"order": "snake", "shape": shape} if shape else {}
-        return ARRNN(system.hilbert, hidden=args.features, cell=args.cell, layers=args.layers, **order, **common)
-    if shape is None:
+        lattice = {}
+        if shape is not None and order != "chain":
+            lattice = {"order": order or "raster", "shape": shape, "patch": tuple(patch) if patch else None}
+        elif patch:
+            raise ValueError("--patch needs a 2D lattice and a raster or snake --order")
+        model = ARTransformer(system.hilbert, layers=args.layers, features=args.features, heads=args.heads,
+                              **lattice, **common)
+    elif args.ansatz == "rnn":
+        path = {"order": "snake", "shape": shape} if shape else {}
+        model = ARRNN(system.hilbert, hidden=args.features, cell=args.cell, layers=args.layers, **path, **common)
+    elif shape is None:
         raise ValueError(f"--ansatz rnn2d needs a 2D lattice; the system's graph is {system.graph}")
-    return AR2DRNN(system.hilbert, hidden=args.features, shape=shape, **common)
+    else:
+        model = AR2DRNN(system.hilbert, hidden=args.features, shape=shape, **common)
+    symmetry = getattr(args, "symmetry", "none")
+    spin_flip = getattr(args, "spin_flip", False)
+    if symmetry == "none" and not spin_flip:
+        return model
+    n = system.hilbert.size
+    group = [list(range(n))] if symmetry == "none" else symmetry_group(system.graph, symmetry)
+    return Symmetrized(model, group, spin_flip=spin_flip)

@@ -151,9 +151,18 @@ def check_model_matches(system: System, model: Any) -> None:
 
 
 def make_state(system: System, model: Any, *, n_samples: int, seed: int, chunk_size: int | None = None):
-    """An `MCState` for `model`: exact `ARDirectSampler` for autoregressive models, else local Metropolis."""
+    """An `MCState` for `model`: exact `ARDirectSampler` for autoregressive models, the exact mixture sampler
+    for String States and symmetrised models (`ansatze.string_states`), else local Metropolis."""
+    from ansatze.string_states import (  # ansatze import nqs: import late
+        StringStates,
+        StringStatesSampler,
+    )
+
     check_model_matches(system, model)
-    if isinstance(model, nk.models.AbstractARNN):
+    if isinstance(model, StringStates):
+        sampler = StringStatesSampler(system.hilbert)
+        n_discard = 0
+    elif isinstance(model, nk.models.AbstractARNN):
         sampler = nk.sampler.ARDirectSampler(system.hilbert)
         n_discard = 0
     else:
@@ -293,6 +302,7 @@ def ground_state(
     config: Mapping[str, Any] | None = None,
     target_energy: float | None = None,
     exact: bool | None = None,
+    reference_energy: float | None = None,
     callbacks: Iterable[Callable[[int, dict, Any], bool | None]] = (),
     progress: bool = True,
 ) -> VMCOutcome:
@@ -308,6 +318,9 @@ def ground_state(
         config: the full experiment configuration, stored in the result file.
         target_energy: energy used by `energy_tol`; defaults to the exact energy when it is computed.
         exact: compute the exact reference (default: when the sector has at most 2**20 states).
+        reference_energy: a known ground-state energy (Bethe ansatz, literature) stored as /exact/energy and
+            used for the relative error when no exact diagonalisation is done (say where it comes from in
+            `config`).
         callbacks: functions `f(step, row, driver)` called after each step; returning False stops the run.
         progress: show NetKet's progress bar.
     """
@@ -319,8 +332,9 @@ def ground_state(
     if exact is None:
         exact = exact_module.sector_dimension(system) <= 2**20
     reference = exact_module.ground_state(system) if exact else None
-    if target_energy is None and reference is not None:
-        target_energy = reference.energy
+    known_energy = reference.energy if reference is not None else reference_energy
+    if target_energy is None:
+        target_energy = known_energy
 
     result = None
     if out is not None:
@@ -336,8 +350,9 @@ def ground_state(
         )
     try:
         if result is not None:
+            if known_energy is not None:
+                result.write_exact("energy", known_energy)
             if reference is not None:
-                result.write_exact("energy", reference.energy)
                 for name, value in reference.observables.items():
                     result.write_exact(name, value)
             checkpoint = result.load_checkpoint()
@@ -352,7 +367,7 @@ def ground_state(
             # a stop raised after the last update leaves NetKet's counter one short of the finished steps
             driver._step_count = max(driver.step_count, recorder.completed)
         vstate = driver.state
-        outcome = _final_evaluation(system, vstate, settings, reference, driver.step_count, recorder.stop_reason)
+        outcome = _final_evaluation(system, vstate, settings, known_energy, driver.step_count, recorder.stop_reason)
         if result is not None:
             row = {"step": float(driver.step_count), "wall_time": time.perf_counter() - recorder.t0}
             row.update(_stats_row("energy", outcome.energy))
@@ -366,7 +381,7 @@ def ground_state(
     return outcome
 
 
-def _final_evaluation(system, vstate, settings, reference, steps, stop_reason) -> VMCOutcome:
+def _final_evaluation(system, vstate, settings, exact_energy, steps, stop_reason) -> VMCOutcome:
     vstate.n_samples = max(settings.n_samples_final, vstate.sampler.n_chains)
     energy = vstate.expect(system.hamiltonian)
     if not math.isfinite(float(np.real(energy.mean))):
@@ -376,7 +391,6 @@ def _final_evaluation(system, vstate, settings, reference, steps, stop_reason) -
         stats = vstate.expect(op)
         observables[name] = (float(np.real(stats.mean)), float(stats.error_of_mean))
     vstate.n_samples = settings.n_samples
-    exact_energy = None if reference is None else reference.energy
     rel = None if exact_energy is None else abs(float(np.real(energy.mean)) - exact_energy) / abs(exact_energy)
     return VMCOutcome(vstate, energy, observables, exact_energy, rel, steps, stop_reason, 0.0)
 

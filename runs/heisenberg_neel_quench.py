@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> results.Result:
     add_ansatz_options(parser)
     args = parser.parse_args(argv)
     if args.quick:
-        args.L, args.T, args.dt, args.n_save, args.features, args.hs0_steps = 6, 0.04, 0.01, 3, 8, 30
+        args.L, args.T, args.dt, args.n_save, args.features, args.hs0_steps = 6, 0.02, 0.01, 2, 8, 10
 
     system = heisenberg(args.L, J=args.J)
     neel = np.where(np.arange(args.L) % 2 == 0, 1.0, -1.0)

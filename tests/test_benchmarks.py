@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 
@@ -23,6 +24,7 @@ def test_vmc_step_benchmark_times_every_phase_and_reports_ratios(tmp_path):
     assert "rnn/gru" in stdout
 
 
+@pytest.mark.slow  # the cached/uncached sampling code is covered by the Transformer tests
 def test_sampling_scaling_benchmark_fits_an_exponent(tmp_path):
     stdout, data = _run(["benchmarks/sampling_scaling.py", "--quick", "--sizes", "4,8"], tmp_path / "s.json")
     assert "exponent" in stdout and data["results"]

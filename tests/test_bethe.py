@@ -79,3 +79,14 @@ def test_bad_input_raises(kwargs):
     L = kwargs.pop("L")
     with pytest.raises(ValueError):
         bethe_ground_state_energy(L, **kwargs)
+
+
+def test_reference_energies_beyond_exact_diagonalisation():
+    value, source = exact.reference_ground_state_energy("chain", 100, pbc=False)
+    assert value == bethe_ground_state_energy(100, pbc=False) and "Bethe" in source
+    value, source = exact.reference_ground_state_energy("square", 6, pbc=True)
+    assert value / 36 == pytest.approx(4 * -97.7575896 / 144, abs=1e-12) and "ED" in source
+    assert exact.reference_ground_state_energy("square", 6, pbc=True, units="spin")[0] / 36 == pytest.approx(
+        -0.6788721, abs=1e-6)
+    assert exact.reference_ground_state_energy("square", 8, pbc=True) is None
+    assert exact.reference_ground_state_energy("chain", 20, J2=0.5) is None

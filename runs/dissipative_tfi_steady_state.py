@@ -1,0 +1,108 @@
+"""Steady state of the dissipative transverse-field Ising chain: POVM Transformer (Luo et al., PRL 128, 090501
+(2022)) or NetKet's neural density matrix (baseline), each checked against QuTiP's steady state.
+
+H = (V/4) Σ_i Z_i Z_{i+1} + (g/2) Σ_i X_i, jumps √γ σ⁻_i, Pauli units, periodic chain (`dissipative_tfi`).
+
+* ``--method povm`` (default): P_θ(a) over the 4^N tetrahedral-POVM outcomes by an autoregressive Transformer
+  (machine_pow = 1, started in the product state of 0.99|↓⟩⟨↓| + 0.01|↑⟩⟨↑| per site, near the γ-only
+  steady state), optionally a String State
+  over ``--strings`` orderings; min_θ ‖L P_θ‖₁ by Adam with the best checkpoint chosen on a large-sample loss
+  (`dynamics.povm_dynamics.find_steady_state`); ``--samples 0`` sums over all outcomes exactly (N ≤ 6).
+* ``--method ndm``: `nk.models.NDM` + `MCMixedState` + `SteadyState` (`dynamics.ndm_steady_state`).
+
+Both write a result file (kind "steady_state") whose /exact holds the QuTiP values for N ≤ 8; a g-scan is
+one run per g:
+
+    for g in 0.5 1 2 3 4; do python runs/dissipative_tfi_steady_state.py --g $g --out runs/out/dtfi_g$g.h5; done
+    python runs/dissipative_tfi_steady_state.py --method ndm --g 1 --out runs/out/dtfi_ndm_g1.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import netket as nk
+import numpy as np
+
+import nqs  # noqa: F401  (first: enables 64-bit floats)
+from ansatze import ARTransformer
+from ansatze.string_states import (
+    FAMILIES_1D,
+    StringStates,
+    StringStatesSampler,
+    string_paths,
+)
+from dynamics.ndm_steady_state import NDMSettings, find_ndm_steady_state
+from dynamics.povm_dynamics import SteadyStateSettings, find_steady_state
+from hamiltonians import dissipative_tfi
+from nqs import results
+from nqs.povm import POVM, probabilities
+from nqs.scripting import config_of, experiment_parser
+
+
+def _povm_state(args: argparse.Namespace, n: int, povm: POVM):
+    hi = nk.hilbert.Fock(n_max=3, N=n)
+    rho = np.diag([0.01, 0.99]).astype(complex)  # |↓⟩⟨↓| mixed with 2 % of 1/2: every outcome has P > 0
+    down = tuple(float(p) for p in probabilities(rho, povm, 1))
+    model = ARTransformer(hi, layers=args.layers, features=args.features, heads=args.heads, phase=False,
+                          machine_pow=1, initial_distribution=down)
+    if args.strings != "chain":
+        model = StringStates(model, string_paths(args.strings, n))
+    if args.samples == 0:
+        return nk.vqs.FullSumState(hi, model, seed=args.seed)
+    sampler = StringStatesSampler(hi) if isinstance(model, StringStates) else nk.sampler.ARDirectSampler(hi)
+    return nk.vqs.MCState(sampler, model, n_samples=args.samples, seed=args.seed, sampler_seed=args.seed + 1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = experiment_parser(__doc__.splitlines()[0], "runs/out/dissipative_tfi_steady_state.h5")
+    parser.add_argument("--N", type=int, default=8, help="number of sites")
+    parser.add_argument("--V", type=float, default=2.0)
+    parser.add_argument("--g", type=float, default=1.0)
+    parser.add_argument("--gamma", type=float, default=1.0)
+    parser.add_argument("--method", choices=("povm", "ndm"), default="povm")
+    povm_opts = parser.add_argument_group("POVM Transformer")
+    povm_opts.add_argument("--layers", type=int, default=2)
+    povm_opts.add_argument("--features", type=int, default=16)
+    povm_opts.add_argument("--heads", type=int, default=2)
+    povm_opts.add_argument("--strings", choices=FAMILIES_1D, default="chain", help="String-State orderings")
+    povm_opts.add_argument("--samples", type=int, default=4096, help="samples per iteration (0: exact sum)")
+    povm_opts.add_argument("--iterations", type=int, default=1500)
+    povm_opts.add_argument("--lr", type=float, default=1e-2)
+    ndm_opts = parser.add_argument_group("NDM baseline")
+    ndm_opts.add_argument("--steps", type=int, default=500)
+    ndm_opts.add_argument("--alpha", type=int, default=1)
+    ndm_opts.add_argument("--ndm-samples", type=int, default=2000)
+    ndm_opts.add_argument("--ndm-lr", type=float, default=0.05)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.N, args.layers, args.features = 3, 1, 8
+        args.samples, args.iterations, args.steps, args.ndm_samples = 512, 40, 20, 500
+
+    system = dissipative_tfi(args.N, V=args.V, g=args.g, gamma=args.gamma)
+    if args.method == "povm":
+        povm = POVM.tetrahedral()
+        vstate = _povm_state(args, args.N, povm)
+        eval_after = max(args.iterations * 3 // 4, 1)
+        settings = SteadyStateSettings(
+            n_iter=args.iterations, learning_rate=args.lr, schedule="cosine", final_fraction=1e-2,
+            eval_after=min(eval_after, args.iterations - 1), eval_every=max(args.iterations // 50, 1),
+            n_eval_samples=max(4 * args.samples, 4096), n_obs_samples=max(16 * args.samples, 16384),
+            seed=args.seed,
+        )
+        outcome = find_steady_state(system, vstate, settings, povm=povm, out=str(args.out), mode=args.mode,
+                                    config=config_of(args), seed=args.seed)
+    else:
+        settings = NDMSettings(n_steps=args.steps, alpha=args.alpha, beta=args.alpha, n_samples=args.ndm_samples,
+                               learning_rate=args.ndm_lr, lr_schedule="cosine", lr_final=args.ndm_lr / 10,
+                               observables_every=max(args.steps // 10, 1))
+        outcome = find_ndm_steady_state(system, settings, out=str(args.out), mode=args.mode,
+                                        config=config_of(args), seed=args.seed, progress=not args.quiet)
+    result = results.load(args.out)
+    print(f"\ndissipative TFI N={args.N} V={args.V} g={args.g} gamma={args.gamma}, method {args.method}, "
+          f"n_parameters={result.ansatz.get('n_parameters')}, {outcome.wall_time:.1f} s")
+    print(results.format_table(results.compare_with_exact(result)))
+
+
+if __name__ == "__main__":
+    main()

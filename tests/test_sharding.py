@@ -1,0 +1,48 @@
+"""Every autoregressive ansatz samples and differentiates with NetKet's sample sharding over two devices.
+
+NetKet 3.23 shards samples with `shard_map`; chunked evaluation (`chunk_size`) then runs the model inside
+the map, where a scan's initial carry must have the sample axis' "varying" type. Runs in a subprocess
+because the device count is fixed when JAX starts.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from conftest import REPO
+
+_CODE = textwrap.dedent(
+    """
+    import jax, netket as nk, numpy as np, nqs
+    from ansatze import AR2DRNN, ARRNN, ARTransformer
+    assert jax.device_count() == 2, jax.devices()
+    hi = nk.hilbert.Spin(0.5, 6)
+    H = nk.operator.Heisenberg(hi, nk.graph.Grid(extent=[2, 3], pbc=False), sign_rule=False)
+    c = nqs.zero_magnetization(6)
+    models = {
+        "transformer": ARTransformer(hi, layers=1, features=8, heads=2, constraint=c),
+        "gru": ARRNN(hi, hidden=6, cell="gru", constraint=c),
+        "lstm_snake": ARRNN(hi, hidden=6, cell="lstm", order="snake", shape=(2, 3)),
+        "rnn2d": AR2DRNN(hi, hidden=6, shape=(2, 3), constraint=c),
+    }
+    for name, model in models.items():
+        vs = nk.vqs.MCState(nk.sampler.ARDirectSampler(hi), model, n_samples=512, chunk_size=128, seed=0)
+        if model.constraint is not None:
+            assert np.all(np.asarray(vs.samples).reshape(-1, 6).sum(-1) == 0), name
+        e, g = vs.expect_and_grad(H)
+        assert np.isfinite(e.mean), name
+        assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(g)), name
+        print("OK", name, len(vs.samples.sharding.device_set))
+    """
+)
+
+
+def test_every_ansatz_samples_and_differentiates_sharded_over_two_devices():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
+           "NETKET_SHARDING": "1"}
+    proc = subprocess.run([sys.executable, "-c", _CODE], env=env, capture_output=True, text=True, timeout=600,
+                          cwd=REPO, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("transformer", "gru", "lstm_snake", "rnn2d"):
+        assert f"OK {name} 2" in proc.stdout

@@ -1,0 +1,61 @@
+"""Transfer of a trained Transformer from a small to a larger chain: copied weights, interpolated
+position tables, a better start than a random initialisation, clear errors for different architectures."""
+
+import dataclasses
+
+import jax
+import netket as nk
+import numpy as np
+import pytest
+
+import nqs
+from ansatze import ARTransformer
+from ansatze.transfer import transfer_parameters
+from hamiltonians import tfim
+from nqs.vmc import VMCSettings, ground_state
+
+
+def _model(n, **kw):
+    return ARTransformer(nk.hilbert.Spin(0.5, n), layers=1, features=8, heads=2, **kw)
+
+
+def test_transfer_copies_weights_and_interpolates_site_tables():
+    small, large = _model(4), _model(7)
+    ps = small.init(jax.random.PRNGKey(0), np.ones((1, 4)))["params"]
+    pl = large.init(jax.random.PRNGKey(1), np.ones((1, 7)))["params"]
+    out = transfer_parameters(ps, pl)
+    np.testing.assert_array_equal(out["block_0"]["mlp_in"]["kernel"], ps["block_0"]["mlp_in"]["kernel"])
+    pos_s, pos_l = np.asarray(ps["positions"]), np.asarray(out["positions"])
+    assert pos_l.shape == (7, 8)
+    np.testing.assert_allclose(pos_l[[0, -1]], pos_s[[0, -1]])
+    np.testing.assert_allclose(pos_l[2], pos_s[1])  # fractional position 2·3/6 = 1
+    np.testing.assert_allclose(pos_l[1], 0.5 * (pos_s[0] + pos_s[1]))  # 1·3/6 = 0.5
+    # identity transfer reproduces the model exactly
+    same = transfer_parameters(ps, ps)
+    x = nk.hilbert.Spin(0.5, 4).all_states()
+    np.testing.assert_array_equal(small.apply({"params": same}, x), small.apply({"params": ps}, x))
+
+
+def test_transferred_start_is_better_than_a_random_one():
+    settings = VMCSettings(n_steps=30, n_samples=256, learning_rate=0.05, solver="minsr", n_samples_final=256)
+    small = dataclasses.replace(tfim(6, h=1.0), observables={})
+    trained = ground_state(small, _model(6), settings, progress=False).state.parameters
+    big = tfim(10, h=1.0)
+    random_state = nk.vqs.FullSumState(big.hilbert, _model(10), seed=0)
+    transferred = nk.vqs.FullSumState(big.hilbert, _model(10), seed=0)
+    transferred.parameters = transfer_parameters(trained, random_state.parameters)
+    e0 = nqs.exact.ground_state(big).energy
+    err_random = abs(random_state.expect(big.hamiltonian).mean.real - e0)
+    err_transferred = abs(transferred.expect(big.hamiltonian).mean.real - e0)
+    # measured: 0.61 transferred vs 2.26 random (E0 = -12.38); a random Transformer is close to |→⟩
+    assert err_transferred < 0.4 * err_random
+
+
+def test_different_architectures_are_refused():
+    ps = _model(4).init(jax.random.PRNGKey(0), np.ones((1, 4)))["params"]
+    wide = ARTransformer(nk.hilbert.Spin(0.5, 4), layers=1, features=16, heads=2)
+    with pytest.raises(ValueError, match="shape"):
+        transfer_parameters(ps, wide.init(jax.random.PRNGKey(0), np.ones((1, 4)))["params"])
+    deep = ARTransformer(nk.hilbert.Spin(0.5, 4), layers=2, features=8, heads=2)
+    with pytest.raises(ValueError, match="structure"):
+        transfer_parameters(ps, deep.init(jax.random.PRNGKey(0), np.ones((1, 4)))["params"])
