@@ -231,6 +231,11 @@ class StringStates(nn.Module):
         return self.n_paths
 
     @nn.nowrap
+    def exact_sampler(self) -> StringStatesSampler:
+        """The exact sampler of this mixture (used by `nqs.vmc.make_state`)."""
+        return StringStatesSampler(self.hilbert)
+
+    @nn.nowrap
     def from_base_samples(self, generated: jax.Array, term: jax.Array) -> jax.Array:
         """Configurations a (B, N) from base samples a' (B, N) and term indices k (B,): a[π_k] = a'."""
         inverse = jnp.asarray(np.argsort(np.asarray(self.paths), axis=1))  # a[i] = a'[π_k⁻¹(i)]

@@ -301,7 +301,8 @@ def ratios(results: list[dict]) -> list[dict]:
                 row[p] = a["time_s"][p]["median"] / b["time_s"][p]["median"]
             row["compile"] = sum(a["compile_s"].values()) / max(sum(b["compile_s"].values()), 1e-9)
             ma, mb = a["memory"], b["memory"]
-            if ma and mb and mb["rss_peak_delta_bytes"]:
+            floor = 2**20  # in-process RSS deltas below 1 MiB are allocator reuse, not a measurement
+            if ma and mb and min(ma["rss_peak_delta_bytes"] or 0, mb["rss_peak_delta_bytes"] or 0) >= floor:
                 row["memory"] = ma["rss_peak_delta_bytes"] / mb["rss_peak_delta_bytes"]
             out.append(row)
     return out

@@ -206,15 +206,60 @@ def mesolve_system(
     return out
 
 
-def steady_state(system: System, *, method: str = "direct", solver: str | None = None) -> tuple[np.ndarray, dict[str, float]]:
-    """Steady state ρ_ss (𝓛ρ_ss = 0) of an open system with QuTiP `steadystate`, and its observables."""
+def steady_state(
+    system: System,
+    *,
+    method: str = "auto",
+    solver: str | None = None,
+    tol: float = 1e-10,
+    t_chunk: float = 4.0,
+    t_max: float = 2000.0,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Steady state ρ_ss (𝓛ρ_ss = 0) of an open system, and its observables.
+
+    Methods:
+        "propagate": long-time evolution ρ ← exp(𝓛 t_chunk) ρ from the maximally mixed state (scipy's
+            `expm_multiply` on QuTiP's sparse `liouvillian`) until ‖𝓛ρ‖₂/‖ρ‖₂ < `tol`; RuntimeError if
+            that takes longer than `t_max` (no unique steady state, or a very small Liouvillian gap).
+        "auto" (default): QuTiP's direct solver up to 4 sites, "propagate" above. Measured for the
+            dissipative TFI (V = 2, g = 1, γ = 1) on 2 busy cores: QuTiP "direct" (SuperLU, fill-in) takes
+            50 s at N = 6 and did not finish in 6 min at N = 8; ILU-preconditioned "iterative-lgmres" 2.8 s
+            at N = 6 and not in 400 s at N = 8; "propagate" 0.2 s at N = 6 (equal to lgmres to 3e-11 in
+            ⟨X⟩) and 34 s at N = 8 (converged at t = 44).
+        any other string: passed to `qutip.steadystate(method=..., solver=...)`.
+    """
     if not system.is_open:
         raise ValueError("steady_state needs a system with jump operators")
     q = system.to_qutip()
-    kwargs = {} if solver is None else {"solver": solver}
-    rho = qutip.steadystate(q["H"], q["c_ops"], method=method, **kwargs)
+    if method == "auto":
+        method = "direct" if system.n_sites <= 4 else "propagate"
+    if method == "propagate":
+        rho = _steady_state_by_propagation(q["H"], q["c_ops"], tol=tol, t_chunk=t_chunk, t_max=t_max)
+    else:
+        kwargs = {} if solver is None else {"solver": solver}
+        rho = qutip.steadystate(q["H"], q["c_ops"], method=method, **kwargs)
     values = {k: float(qutip.expect(o, rho).real) for k, o in q["observables"].items()}
     return rho.full(), values
+
+
+def _steady_state_by_propagation(H: qutip.Qobj, c_ops: list, *, tol: float, t_chunk: float, t_max: float) -> qutip.Qobj:
+    """ρ(t) = exp(𝓛t) 1/d in chunks of t_chunk until the relative residual ‖𝓛ρ‖/‖ρ‖ < tol (QuTiP's
+    column-stacking vectorisation of ρ)."""
+    from scipy.sparse.linalg import expm_multiply
+
+    L = qutip.liouvillian(H, c_ops).data.as_scipy().tocsr()
+    d = H.shape[0]
+    vec = (np.eye(d, dtype=complex) / d).reshape(-1, order="F")
+    t, residual = 0.0, np.inf
+    while t < t_max:
+        vec = expm_multiply(L * t_chunk, vec)
+        t += t_chunk
+        residual = float(np.linalg.norm(L @ vec) / np.linalg.norm(vec))
+        if residual < tol:
+            rho = vec.reshape(d, d, order="F")
+            rho = 0.5 * (rho + rho.conj().T)
+            return qutip.Qobj(rho / np.trace(rho).real, dims=H.dims)
+    raise RuntimeError(f"the steady state did not converge by t = {t_max}: residual ‖𝓛ρ‖/‖ρ‖ = {residual:.2e} > {tol}")
 
 
 # -- closed-system dynamics -----------------------------------------------------------------------

@@ -151,16 +151,13 @@ def check_model_matches(system: System, model: Any) -> None:
 
 
 def make_state(system: System, model: Any, *, n_samples: int, seed: int, chunk_size: int | None = None):
-    """An `MCState` for `model`: exact `ARDirectSampler` for autoregressive models, the exact mixture sampler
-    for String States and symmetrised models (`ansatze.string_states`), else local Metropolis."""
-    from ansatze.string_states import (  # ansatze import nqs: import late
-        StringStates,
-        StringStatesSampler,
-    )
-
+    """An `MCState` for `model`: the model's own exact sampler when it offers one (`model.exact_sampler()`,
+    e.g. String States and symmetrised models), exact `ARDirectSampler` for autoregressive models, else
+    local Metropolis."""
     check_model_matches(system, model)
-    if isinstance(model, StringStates):
-        sampler = StringStatesSampler(system.hilbert)
+    exact_sampler = getattr(model, "exact_sampler", None)
+    if callable(exact_sampler):
+        sampler = exact_sampler()
         n_discard = 0
     elif isinstance(model, nk.models.AbstractARNN):
         sampler = nk.sampler.ARDirectSampler(system.hilbert)

@@ -61,3 +61,15 @@ def test_steady_state_agrees_with_long_time_evolution():
     assert np.abs(late["states"][-1] - rho_ss).max() < 1e-6
     for name, value in values.items():
         assert late[name][-1] == pytest.approx(value, abs=1e-6)
+
+
+def test_steady_state_by_propagation_equals_the_direct_solver():
+    s = dissipative_xyz(5, Jx=0.9, Jy=1.6, Jz=1.0, gamma=1.0)
+    direct, values = exact.steady_state(s, method="direct")
+    propagated, values_p = exact.steady_state(s, method="propagate", tol=1e-11)
+    assert np.abs(direct - propagated).max() < 1e-9
+    for name, value in values.items():
+        assert values_p[name] == pytest.approx(value, abs=1e-9)
+    assert np.trace(propagated).real == pytest.approx(1.0, abs=1e-12)
+    with pytest.raises(RuntimeError, match="did not converge"):
+        exact.steady_state(s, method="propagate", t_chunk=0.1, t_max=0.2)

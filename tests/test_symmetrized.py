@@ -100,3 +100,15 @@ def test_bad_groups_are_refused():
     povm = ARTransformer(fock, layers=1, features=8, heads=2, machine_pow=1)
     with pytest.raises(ValueError, match="machine_pow"):
         Symmetrized(povm, [list(range(4))])
+
+
+def test_vmc_uses_the_exact_mixture_sampler():
+    from hamiltonians import heisenberg
+    from nqs.vmc import make_state
+
+    system = heisenberg(6, marshall=True)
+    base = ARTransformer(system.hilbert, layers=1, features=8, heads=2, constraint=system.constraint, phase=False)
+    model = Symmetrized(base, symmetry_group(system.graph, "translations"), spin_flip=True)
+    vs = make_state(system, model, n_samples=64, seed=0)
+    assert isinstance(vs.sampler, StringStatesSampler) and vs.n_discard_per_chain == 0
+    assert np.all(np.asarray(vs.samples).reshape(-1, 6).sum(-1) == 0)
