@@ -114,6 +114,17 @@ def _batch_zeros(inputs: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
     return jnp.zeros((inputs.shape[0], *shape), dtype=dtype) + zero.reshape((-1,) + (1,) * len(shape))
 
 
+def _carry_typed_as_body(step, carry, x0):
+    """Zeros like `carry`, typed as the output carry of one scan step `step(carry, x0)`.
+
+    Inside NetKet's `shard_map` (sharded samples, minSR's on-the-fly NTK) the inputs, the parameters or
+    both can be "varying" over the sample axis, and `lax.scan` demands an initial carry of exactly the
+    type its body returns; zeros multiplied out of one body evaluation have that type by construction
+    (the cost is one extra recurrent step per evaluation)."""
+    out, _ = step(carry, x0)
+    return jax.tree_util.tree_map(lambda a: 0 * a, out)
+
+
 class _RecurrentARNN(nk.models.AbstractARNN):
     """Shared pieces of the recurrent models: heads, masks, ψ from conditionals, path reordering.
 
@@ -308,7 +319,9 @@ class ARRNN(_RecurrentARNN):
             in_axes=1,
             out_axes=1,
         )
-        _, h = scan(self.stack, self._zero_carry(ordered), self._onehot(tokens))
+        xs = self._onehot(tokens)
+        init = _carry_typed_as_body(self.stack, self._zero_carry(ordered), xs[:, 0])
+        _, h = scan(self.stack, init, xs)
         return self._finish_parallel(h, ordered)
 
     # -- cached path (sampling) ------------------------------------------------------------------
@@ -488,6 +501,8 @@ class AR2DRNN(_RecurrentARNN):
         )
         scan = nn.scan(_step_2d, variable_broadcast="params", split_rngs={"params": False}, out_axes=1)
         columns = _batch_zeros(inputs, (Ly, self.hidden), self.param_dtype)
+        columns = _carry_typed_as_body(lambda c, x: _step_2d(self.cell, c, x), columns,
+                                       jax.tree_util.tree_map(lambda a: a[0], xs))
         _, h = scan(self.cell, columns, xs)
         ordered = self.reorder(self.hilbert.states_to_local_indices(inputs).astype(jnp.int32), axis=1)
         return self._finish_parallel(h, ordered)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from functools import reduce
 from typing import Any
 
@@ -68,10 +69,9 @@ def sparse_operators(system: System) -> dict[str, sp.csr_matrix]:
 
 def sector_dimension(system: System) -> int:
     """Number of configurations in the system's sector (the whole space when unconstrained)."""
-    if system.constraint is None:
-        return int(system.hilbert.n_states)
-    if system.hilbert.n_states > 2**21:
-        return int(system.hilbert.n_states)  # an upper bound: enumerating would need gigabytes
+    full = math.prod(int(d) for d in system.hilbert.shape)  # exact Python int (NetKet refuses n_states > 2^63)
+    if system.constraint is None or full > 2**21:
+        return full  # (with a constraint: an upper bound; enumerating would need gigabytes)
     return len(system.sector_states())
 
 

@@ -90,3 +90,4 @@ def test_reference_energies_beyond_exact_diagonalisation():
         -0.6788721, abs=1e-6)
     assert exact.reference_ground_state_energy("square", 8, pbc=True) is None
     assert exact.reference_ground_state_energy("chain", 20, J2=0.5) is None
+    assert exact.sector_dimension(heisenberg(100, pbc=False)) == 2**100  # an upper bound beyond 2^21 states

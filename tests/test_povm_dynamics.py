@@ -215,3 +215,22 @@ def test_input_validation(qubit):
     metropolis = nk.vqs.MCState(nk.sampler.MetropolisLocal(hi), TableAR(hi), n_samples=16)
     with pytest.raises(TypeError, match="ARDirectSampler"):
         evolve_trapezoid(system, metropolis)
+
+
+def test_chunked_local_values_equal_the_unchunked_ones():
+    """`lp_ratios` in checkpointed chunks (any chunk size, padding included) gives the same values and gradient."""
+    system = dissipative_tfi(3, V=2.0, g=1.0, gamma=1.0)
+    vs = _sampled(3, UP, 37)
+    ctx = pd._make_context(system, vs, None)
+    a = jnp.asarray(np.asarray(vs.samples).reshape(-1, 3), dtype=jnp.int32)
+    ref = ctx.log_prob(vs.parameters, a)
+
+    def loss(p, max_configs):
+        return jnp.sum(jnp.abs(ctx.lp_ratios(p, a, ref, max_configs=max_configs)))
+
+    whole = jax.value_and_grad(loss)(vs.parameters, 10**9)
+    for max_configs in (1, 500):  # one sample per chunk; chunks with padding
+        value, grad = jax.value_and_grad(loss)(vs.parameters, max_configs)
+        assert value == pytest.approx(float(whole[0]), rel=1e-12)
+        for g, h in zip(jax.tree_util.tree_leaves(grad), jax.tree_util.tree_leaves(whole[1]), strict=True):
+            np.testing.assert_allclose(g, h, rtol=1e-10, atol=1e-14)

@@ -1,7 +1,8 @@
 """Every autoregressive ansatz samples and differentiates with NetKet's sample sharding over two devices.
 
-NetKet 3.23 shards samples with `shard_map`; chunked evaluation (`chunk_size`) then runs the model inside
-the map, where a scan's initial carry must have the sample axis' "varying" type. Runs in a subprocess
+NetKet 3.23 shards samples with `shard_map`; chunked evaluation (`chunk_size`) and minSR's on-the-fly NTK
+run the model inside the map, where a scan's initial carry must have the type its body returns (inputs
+and/or parameters "varying" over the sample axis). Runs in a subprocess
 because the device count is fixed when JAX starts.
 """
 
@@ -14,7 +15,7 @@ from conftest import REPO
 
 _CODE = textwrap.dedent(
     """
-    import jax, netket as nk, numpy as np, nqs
+    import jax, netket as nk, numpy as np, nqs, optax
     from ansatze import AR2DRNN, ARRNN, ARTransformer
     assert jax.device_count() == 2, jax.devices()
     hi = nk.hilbert.Spin(0.5, 6)
@@ -33,6 +34,11 @@ _CODE = textwrap.dedent(
         e, g = vs.expect_and_grad(H)
         assert np.isfinite(e.mean), name
         assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(g)), name
+        # minSR with the on-the-fly NTK runs the model inside shard_map with "varying" parameters
+        driver = nk.driver.VMC_SR(H, optax.sgd(0.01), diag_shift=1e-3, variational_state=vs, use_ntk=True,
+                                  on_the_fly=True)
+        driver.run(1, show_progress=False)
+        assert np.isfinite(vs.expect(H).mean), name
         print("OK", name, len(vs.samples.sharding.device_set))
     """
 )
