@@ -106,14 +106,6 @@ def _heads(
     return amplitude, phase_head, site_log_p
 
 
-def _batch_zeros(inputs: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
-    """Zeros of shape (batch, *shape) derived from `inputs` (batch, N), not created from nothing: under
-    NetKet's shard_map sharding the initial carry of a scan must carry the same "varying over the sample
-    axis" type as the per-sample inputs, which a fresh `jnp.zeros` does not."""
-    zero = 0 * inputs[:, :1].astype(dtype)  # (batch, 1), inherits the sharding type of the inputs
-    return jnp.zeros((inputs.shape[0], *shape), dtype=dtype) + zero.reshape((-1,) + (1,) * len(shape))
-
-
 def _carry_typed_as_body(step, carry, x0):
     """Zeros like `carry`, typed as the output carry of one scan step `step(carry, x0)`.
 
@@ -296,8 +288,8 @@ class ARRNN(_RecurrentARNN):
         self.stack = _CellStack(self.cell, self.hidden, self.layers, self.param_dtype)
         self._make_heads()
 
-    def _zero_carry(self, inputs: jax.Array):
-        h = _batch_zeros(inputs, (self.hidden,), self.param_dtype)
+    def _zero_carry(self, batch: int):
+        h = jnp.zeros((batch, self.hidden), dtype=self.param_dtype)
         return tuple(h if self.cell == "gru" else (h, h) for _ in range(self.layers))
 
     def _onehot(self, tokens):
@@ -320,7 +312,7 @@ class ARRNN(_RecurrentARNN):
             out_axes=1,
         )
         xs = self._onehot(tokens)
-        init = _carry_typed_as_body(self.stack, self._zero_carry(ordered), xs[:, 0])
+        init = _carry_typed_as_body(self.stack, self._zero_carry(ordered.shape[0]), xs[:, 0])
         _, h = scan(self.stack, init, xs)
         return self._finish_parallel(h, ordered)
 
@@ -334,7 +326,7 @@ class ARRNN(_RecurrentARNN):
         k = jnp.asarray(np.argsort(self._path()))[index]
         prev = self.hilbert.states_to_local_indices(inputs[:, path[jnp.maximum(k - 1, 0)]]).astype(jnp.int32)
         token = jnp.where(k == 0, d, prev)
-        zero = self._zero_carry(inputs)
+        zero = self._zero_carry(batch)
         carry = self.get_variable("cache", "carry", zero)
         carry = jax.tree_util.tree_map(lambda z, c: jnp.where(k == 0, z, c), zero, carry)
         carry, h = self.stack(carry, self._onehot(token))
@@ -500,7 +492,7 @@ class AR2DRNN(_RecurrentARNN):
             jnp.asarray(t["vsite"] >= 0),
         )
         scan = nn.scan(_step_2d, variable_broadcast="params", split_rngs={"params": False}, out_axes=1)
-        columns = _batch_zeros(inputs, (Ly, self.hidden), self.param_dtype)
+        columns = jnp.zeros((inputs.shape[0], Ly, self.hidden), dtype=self.param_dtype)
         columns = _carry_typed_as_body(lambda c, x: _step_2d(self.cell, c, x), columns,
                                        jax.tree_util.tree_map(lambda a: a[0], xs))
         _, h = scan(self.cell, columns, xs)

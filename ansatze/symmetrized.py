@@ -115,21 +115,22 @@ class Symmetrized(StringStates):
         generated = jnp.where(flip[:, None], -generated, generated)
         return super().from_base_samples(generated, k)
 
+    def _base_log_psi(self, x: jax.Array) -> jax.Array:
+        """log ψ_θ(g x) for configurations x (B, N) and every group element: (B, n_terms)."""
+        n = self.hilbert.size
+        return self.base(self._images(x).reshape((-1, n))).reshape((x.shape[0], self.n_terms))
+
     def log_prob_per_path(self, inputs: jax.Array) -> jax.Array:
         """2 Re log ψ_θ(g x) for every group element: shape (..., n_terms)."""
-        n = self.hilbert.size
-        batch_shape = inputs.shape[:-1]
-        x = inputs.reshape((-1, n))
-        log_psi = self.base(self._images(x).reshape((-1, n)))
-        out = 2 * log_psi.real.reshape((x.shape[0], self.n_terms))
-        return out.reshape(batch_shape + (self.n_terms,))
+        x = inputs.reshape((-1, self.hilbert.size))
+        return (2 * self._base_log_psi(x).real).reshape(inputs.shape[:-1] + (self.n_terms,))
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
         """log ψ_G(x) = ½ [logsumexp_g 2 Re log ψ_θ(g x) − log |G|] + i Im log ψ_θ(x)."""
         n = self.hilbert.size
         batch_shape = inputs.shape[:-1]
         x = inputs.reshape((-1, n))
-        log_psi = self.base(self._images(x).reshape((-1, n))).reshape((x.shape[0], self.n_terms))
+        log_psi = self._base_log_psi(x)
         modulus = 0.5 * (jax.nn.logsumexp(2 * log_psi.real, axis=-1) - np.log(self.n_terms))
         identity = int(np.flatnonzero((np.asarray(self.paths) == np.arange(n)).all(axis=1))[0])
         out = modulus + 1j * log_psi[:, identity].imag if jnp.iscomplexobj(log_psi) else modulus
