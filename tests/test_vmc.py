@@ -91,3 +91,18 @@ class _NaNModel(nn.Module):
 def test_non_finite_energy_stops_with_clear_error(chain6):
     with pytest.raises(NonFiniteError, match="diverged"):
         ground_state(chain6, _NaNModel(), VMCSettings(n_steps=3, n_samples=32), progress=False, exact=False)
+
+
+def test_known_reference_energy_without_diagonalisation(chain6, tmp_path):
+    """`reference_energy` (Bethe ansatz, published values) stands in for ED: stored as /exact/energy and used
+    for the relative error; no observables are claimed exact."""
+    from nqs.exact import bethe_ground_state_energy
+
+    e0 = bethe_ground_state_energy(6)
+    settings = VMCSettings(n_steps=2, n_samples=64, n_samples_final=64, observables_every=0)
+    out = ground_state(chain6, _tiny(chain6), settings, exact=False, reference_energy=e0,
+                       out=str(tmp_path / "ref.h5"), progress=False)
+    assert out.exact_energy == e0
+    assert out.relative_error == pytest.approx(abs(float(out.energy.mean.real) - e0) / abs(e0))
+    res = results.load(tmp_path / "ref.h5")
+    assert set(res.exact) == {"energy"} and res.exact["energy"] == pytest.approx(e0)
