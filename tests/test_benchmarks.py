@@ -15,6 +15,7 @@ def _run(args, out):
     return proc.stdout, json.loads(out.read_text())
 
 
+@pytest.mark.slow  # ~25 s; the sharding failure it once caught is covered by test_sharding.py
 def test_vmc_step_benchmark_times_every_phase_and_reports_ratios(tmp_path):
     stdout, data = _run(["benchmarks/vmc_step.py", "--quick", "--models", "rnn,gru"], tmp_path / "vmc.json")
     assert not data["failures"]

@@ -34,11 +34,11 @@ _CODE = textwrap.dedent(
         e, g = vs.expect_and_grad(H)
         assert np.isfinite(e.mean), name
         assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(g)), name
-        # minSR with the on-the-fly NTK runs the model inside shard_map with "varying" parameters
-        driver = nk.driver.VMC_SR(H, optax.sgd(0.01), diag_shift=1e-3, variational_state=vs, use_ntk=True,
-                                  on_the_fly=True)
-        driver.run(1, show_progress=False)
-        assert np.isfinite(vs.expect(H).mean), name
+        if name in ("gru", "rnn2d"):  # minSR's on-the-fly NTK: the model inside shard_map, "varying" parameters
+            driver = nk.driver.VMC_SR(H, optax.sgd(0.01), diag_shift=1e-3, variational_state=vs, use_ntk=True,
+                                      on_the_fly=True)
+            driver.run(1, show_progress=False)
+            assert np.isfinite(vs.expect(H).mean), name
         print("OK", name, len(vs.samples.sharding.device_set))
     """
 )
