@@ -70,7 +70,7 @@ from netket.utils import struct
 from nqs import exact
 from nqs.results import ResultFile
 from nqs.system import System
-from nqs.vmc import NonFiniteError
+from nqs.vmc import NonFiniteError, learning_rate_schedule
 
 MAX_EXACT_SITES = 8
 METHOD_NAME = "dynamics.ndm_steady_state"
@@ -132,12 +132,7 @@ class NDMSettings:
                 raise ValueError(f"{name} must be finite and positive, got {value}")
 
     def learning_rate_schedule(self) -> optax.Schedule:
-        steps = max(self.n_steps, 1)
-        if self.lr_schedule == "cosine":
-            return optax.cosine_decay_schedule(self.learning_rate, steps, alpha=self.lr_final / self.learning_rate)
-        if self.lr_schedule == "exponential":
-            return optax.exponential_decay(self.learning_rate, steps, self.lr_final / self.learning_rate)
-        return optax.constant_schedule(self.learning_rate)
+        return learning_rate_schedule(self.lr_schedule, self.learning_rate, self.lr_final, self.n_steps)
 
 
 @dataclasses.dataclass

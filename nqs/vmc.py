@@ -47,6 +47,16 @@ class _Converged(StopRun):
     """A stop criterion was met."""
 
 
+def learning_rate_schedule(kind: str, initial: float, final: float, n_steps: int) -> optax.Schedule:
+    """"constant" (η), "cosine" (η → `final` over n_steps) or "exponential" (η (final/η)^{k/n_steps})."""
+    steps = max(n_steps, 1)
+    if kind == "cosine":
+        return optax.cosine_decay_schedule(initial, steps, alpha=final / initial)
+    if kind == "exponential":
+        return optax.exponential_decay(initial, steps, final / initial)
+    return optax.constant_schedule(initial)
+
+
 @dataclasses.dataclass(frozen=True)
 class VMCSettings:
     """Hyper-parameters of a VMC ground-state search (stored as the result file's /method attributes).
@@ -98,12 +108,7 @@ class VMCSettings:
                 raise ValueError(f"{name} must be finite and positive, got {value}")
 
     def learning_rate_schedule(self) -> optax.Schedule:
-        steps = max(self.n_steps, 1)
-        if self.lr_schedule == "cosine":
-            return optax.cosine_decay_schedule(self.learning_rate, steps, alpha=self.lr_final / self.learning_rate)
-        if self.lr_schedule == "exponential":
-            return optax.exponential_decay(self.learning_rate, steps, self.lr_final / self.learning_rate)
-        return optax.constant_schedule(self.learning_rate)
+        return learning_rate_schedule(self.lr_schedule, self.learning_rate, self.lr_final, self.n_steps)
 
     def diag_shift_schedule(self) -> float | optax.Schedule:
         if self.diag_shift_final is None:
