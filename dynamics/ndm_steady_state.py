@@ -70,7 +70,7 @@ from netket.utils import struct
 from nqs import exact
 from nqs.results import ResultFile
 from nqs.system import System
-from nqs.vmc import NonFiniteError, learning_rate_schedule
+from nqs.vmc import NonFiniteError, learning_rate_schedule, observables_row
 
 MAX_EXACT_SITES = 8
 METHOD_NAME = "dynamics.ndm_steady_state"
@@ -228,15 +228,6 @@ def make_mixed_state(lind: nk.operator.LocalLiouvillian, settings: NDMSettings, 
 
 
 # -- recording --------------------------------------------------------------------------------------
-def _observables_row(vstate, observables: Mapping[str, Any]) -> dict[str, float]:
-    row: dict[str, float] = {}
-    for name, op in observables.items():
-        stats = vstate.expect(op)
-        row[name] = float(np.real(stats.mean))
-        row[f"{name}_error"] = float(stats.error_of_mean)
-    return row
-
-
 class _FullSum:
     """Exact values of the variational ρ = to_matrix() (normalised): observables, purity, trace distance."""
 
@@ -297,7 +288,7 @@ class _Recorder(AbstractCallback):
         }
         every = self.settings.observables_every
         if every and step % every == 0:
-            row.update(_observables_row(driver.state, self.system.observables))
+            row.update(observables_row(driver.state, self.system.observables))
             if self.fullsum is not None:
                 row.update(self.fullsum(driver.state))
         self.rows.append(row)

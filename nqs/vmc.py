@@ -212,7 +212,8 @@ def _stats_row(prefix: str, stats) -> dict[str, float]:
     }
 
 
-def _observables_row(vstate, observables: Mapping[str, Any]) -> dict[str, float]:
+def observables_row(vstate, observables: Mapping[str, Any]) -> dict[str, float]:
+    """⟨O⟩ and its standard error for every named operator: {name: mean, name_error: error}."""
     row: dict[str, float] = {}
     for name, op in observables.items():
         stats = vstate.expect(op)
@@ -262,7 +263,7 @@ class _RecordAndStop(AbstractCallback):
         row["energy_r_hat"] = float(getattr(stats, "R_hat", np.nan))
         every = self.settings.observables_every
         if every and step % every == 0:
-            row.update(_observables_row(driver.state, self.system.observables))
+            row.update(observables_row(driver.state, self.system.observables))
         if self.result is not None:
             self.result.append(row)
         for cb in self.user_callbacks:
