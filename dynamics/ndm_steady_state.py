@@ -72,7 +72,7 @@ from nqs.results import ResultFile
 from nqs.system import System
 from nqs.vmc import NonFiniteError, learning_rate_schedule, observables_row
 
-MAX_EXACT_SITES = 8
+MAX_EXACT_SITES = exact.MAX_OPEN_SITES
 METHOD_NAME = "dynamics.ndm_steady_state"
 LR_SCHEDULES = ("constant", "cosine", "exponential")
 
@@ -176,7 +176,7 @@ def _as_discrete(op: Any, what: str, hilbert) -> Any:
     if op.hilbert != hilbert:
         raise ValueError(f"{what} acts on {op.hilbert}, not on the system's Hilbert space {hilbert}")
     if not isinstance(op, nk.operator.DiscreteOperator):
-        raise ValueError(f"{what} is a {type(op).__name__}, not a NetKet DiscreteOperator")
+        raise TypeError(f"{what} is a {type(op).__name__}, not a NetKet DiscreteOperator")
     if not isinstance(op, (nk.operator.LocalOperator, nk.operator.DiscreteJaxOperator)) and hasattr(
         op, "to_local_operator"
     ):

@@ -84,11 +84,11 @@ from nqs.povm import (
     povm_lindbladian,
     probabilities,
 )
-from nqs.results import ResultFile
+from nqs.results import ResultFile, describe_ansatz
 from nqs.system import System
 
 MAX_FULL_SUM_SITES = 6
-MAX_EXACT_SITES = 8
+MAX_EXACT_SITES = exact.MAX_OPEN_SITES
 SCHEDULES = ("constant", "step", "cosine", "exponential")
 LP_CHUNK_CONFIGS = 16384  # connected strings per model evaluation in `_Povm.lp_ratios`
 INTEGRATORS = {"Euler": nkx.dynamics.Euler, "Heun": nkx.dynamics.Heun, "RK4": nkx.dynamics.RK4,
@@ -625,17 +625,11 @@ class PovmOutcome:
         return np.array([r.get(name, np.nan) for r in self.rows])
 
 
-def _ansatz_description(vstate: Any, ansatz: Mapping[str, Any] | None) -> dict[str, Any]:
-    describe = getattr(vstate.model, "describe", None)
-    base = dict(ansatz) if ansatz is not None else (describe() if callable(describe) else {"name": type(vstate.model).__name__})
-    return {**base, "n_parameters": int(vstate.n_parameters)}
-
-
 def _open(out, mode, kind, system, vstate, method, config, seed, ansatz) -> ResultFile | None:
     if out is None:
         return None
     return ResultFile(out, mode, kind=kind, config=dict(config or {}), seed=seed, system=system,
-                      ansatz=_ansatz_description(vstate, ansatz), method=method)
+                      ansatz=describe_ansatz(vstate, ansatz), method=method)
 
 
 def _initial_rho(ctx: _Povm, params, povm: POVM, rho0: np.ndarray | None) -> np.ndarray | None:
@@ -744,9 +738,9 @@ def evolve_trapezoid(
             Fock(n_max=3, N), model with machine_pow = 1; its parameters are updated in place.
         settings: time grid and optimiser.
         povm: the POVM (default tetrahedral).
-        rho0: initial density matrix of the exact reference (default ρ(P_θ(0)), N ≤ 8).
+        rho0: initial density matrix of the exact reference (default ρ(P_θ(0)), N ≤ 9, the 3×3 lattice).
         out, mode, config, seed, ansatz: result file (kind "dynamics") and its metadata.
-        exact: compute the exact `mesolve` reference (N ≤ 8).
+        exact: compute the exact `mesolve` reference (N ≤ 9).
 
     Rows per save time: observables, purity, reduced-ρ minimum eigenvalues, exact comparisons, and
     ``step_loss`` (final L1 residual of the last step), ``max_step_loss`` and ``mean_step_loss`` since
@@ -938,7 +932,7 @@ def find_steady_state(
     by Adam, keeping the best checkpoint by a large-sample (full sum: exact) loss after `eval_after`.
 
     Args as in `evolve_trapezoid` (result file kind "steady_state"; /exact holds the QuTiP steady-state
-    values, N ≤ 8). History rows every `eval_every` iterations: ``loss`` (mean mini-batch loss since the
+    values, N ≤ 9). History rows every `eval_every` iterations: ``loss`` (mean mini-batch loss since the
     previous row), ``learning_rate``, and from `eval_after` on ``eval_loss`` (± ``eval_loss_error``); the
     last row (step n_iter + 1) holds the observables and diagnostics of the best checkpoint, which is also
     the /checkpoint (Flax msgpack of the parameters) and the final parameters of `vstate`.

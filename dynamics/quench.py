@@ -20,6 +20,7 @@ from dynamics.product_expansions import SCHEMES
 from dynamics.recording import DynamicsOutcome
 from dynamics.tdvp import INTEGRATORS, SOLVERS, TDVPSettings, evolve_tdvp
 from dynamics.teng import TENGSettings, evolve_teng
+from nqs import vmc
 from nqs.scripting import config_of
 from nqs.system import System
 
@@ -27,8 +28,8 @@ from nqs.system import System
 def add_dynamics_options(
     parser: argparse.ArgumentParser, *, T: float, dt: float, n_save: int, samples: int, method: str = "tdvp"
 ) -> None:
-    """--method tdvp|teng, --T, --dt, --n-save, --samples (0: full sum), TDVP --integrator/--solver/--diag-shift,
-    TENG --scheme/--max-iterations."""
+    """--method tdvp|teng, --T, --dt, --n-save, --samples (0: full sum), TDVP --integrator/--solver/--diag-shift/
+    --rtol-smooth, TENG --scheme/--max-iterations."""
     group = parser.add_argument_group("time evolution")
     group.add_argument("--method", choices=("tdvp", "teng"), default=method)
     group.add_argument("--T", type=float, default=T, help="final time")
@@ -39,20 +40,22 @@ def add_dynamics_options(
     group.add_argument("--integrator", default="RK4", choices=sorted(INTEGRATORS), help="TDVP integrator")
     group.add_argument("--solver", default="pinv_smooth", choices=SOLVERS, help="TDVP linear solver")
     group.add_argument("--diag-shift", type=float, default=0.0, help="TDVP diagonal shift of the QGT")
+    group.add_argument("--rtol-smooth", type=float, default=1e-10,
+                       help="TDVP smooth pseudo-inverse cut-off relative to the largest QGT eigenvalue")
     group.add_argument("--scheme", default="heun", choices=sorted(SCHEMES), help="TENG target scheme")
     group.add_argument("--max-iterations", type=int, default=20, help="TENG fit iterations per stage")
 
 
 def make_state(system: System, model: Any, args: argparse.Namespace):
-    """`MCState` with `ARDirectSampler` (args.samples > 0) or `FullSumState` (args.samples == 0)."""
+    """`FullSumState` (args.samples == 0) or an `MCState` with args.samples samples from
+    `nqs.vmc.make_state` (exact autoregressive sampling, Metropolis for other models)."""
     if args.samples < 0:
         raise ValueError(f"--samples must be >= 0, got {args.samples}")
     if args.samples == 0:
         return nk.vqs.FullSumState(system.hilbert, model, seed=args.seed)
-    return nk.vqs.MCState(
-        nk.sampler.ARDirectSampler(system.hilbert), model, n_samples=args.samples, seed=args.seed,
-        sampler_seed=args.seed + 1,
-    )
+    # Metropolis (non-autoregressive models): many short chains, kept warm from step to step
+    return vmc.make_state(system, model, n_samples=args.samples, seed=args.seed,
+                          n_chains=min(256, max(16, args.samples // 16)))
 
 
 def ground_state_variables(system: System, model: Any, args: argparse.Namespace, *, steps: int) -> Any:
@@ -61,8 +64,9 @@ def ground_state_variables(system: System, model: Any, args: argparse.Namespace,
     residual error is part of the initial condition, not of the dynamics (the VMC energy is printed)."""
     from nqs.vmc import VMCSettings, ground_state
 
-    settings = VMCSettings(n_steps=steps, n_samples=max(args.samples, 1024), learning_rate=0.02, solver="minsr",
-                           lr_schedule="cosine", lr_final=0.002, diag_shift=1e-4, n_samples_final=max(args.samples, 1024))
+    n_samples = min(max(args.samples, 1024), 2048)  # minSR's sample-space solve: 8192 samples crash OpenBLAS
+    settings = VMCSettings(n_steps=steps, n_samples=n_samples, learning_rate=0.02, solver="minsr",
+                           lr_schedule="cosine", lr_final=0.002, diag_shift=1e-4, n_samples_final=n_samples)
     energy_only = dataclasses.replace(system, observables={})  # the quench records the observables
     outcome = ground_state(energy_only, model, settings, seed=args.seed, progress=not args.quiet)
     if outcome.relative_error is not None:
@@ -82,7 +86,7 @@ def run_quench(
     if args.method == "tdvp":
         settings = TDVPSettings(
             t_end=args.T, dt=args.dt, n_save=args.n_save, integrator=args.integrator, diag_shift=args.diag_shift,
-            solver=args.solver,
+            solver=args.solver, pinv_rtol_smooth=args.rtol_smooth, holomorphic=True if args.ansatz == "rbm" else None,
         )
         evolve = evolve_tdvp
     else:
@@ -92,7 +96,7 @@ def run_quench(
         evolve = evolve_teng
     outcome = evolve(
         system, vstate, settings, out=str(args.out), mode=args.mode, config=config_of(args), seed=args.seed,
-        ansatz=model.describe(), progress=not args.quiet,
+        progress=not args.quiet,
     )
     print_comparison(outcome, observable, title=f"{title} ({args.method}, {args.ansatz}, "
                      f"{vstate.n_parameters} parameters, {args.samples or 'full-sum'} samples, dt={args.dt})")

@@ -19,7 +19,7 @@ import netket as nk
 import numpy as np
 
 from nqs import exact
-from nqs.results import ResultFile
+from nqs.results import ResultFile, describe_ansatz
 from nqs.system import System
 
 MAX_EXACT_STATES = 2**16
@@ -54,7 +54,7 @@ def open_result(
         return None
     return ResultFile(
         out, mode, kind="dynamics", config=dict(config or {}), seed=seed, system=system,
-        ansatz={**(ansatz or {"name": type(vstate.model).__name__}), "n_parameters": int(vstate.n_parameters)},
+        ansatz=describe_ansatz(vstate, ansatz),
         method=method,
     )
 

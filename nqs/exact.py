@@ -28,6 +28,7 @@ from nqs.system import System
 
 _CACHE: dict[Any, Any] = {}
 MAX_CHECK_SITES = 14
+MAX_OPEN_SITES = 9  # exact Lindblad references (mesolve, steady state) up to the 3×3 lattice: ρ is 512×512
 
 
 @dataclasses.dataclass(frozen=True)

@@ -141,7 +141,7 @@ def density_matrix(P: np.ndarray, povm: POVM, n_sites: int) -> np.ndarray:
 def observable_table(op: np.ndarray, povm: POVM) -> np.ndarray:
     """Q_O(a) = Tr[O N^(a)] for a k-site operator O (2^k × 2^k): shape (4^k,), outcomes flattened."""
     op = np.asarray(op, dtype=complex)
-    k = int(round(np.log2(op.shape[0])))
+    k = round(np.log2(op.shape[0]))
     if op.shape != (2**k, 2**k):
         raise ValueError(f"operator must be 2^k x 2^k, got {op.shape}")
     q = np.einsum("ij,aji->a", op, _site_frame(povm.N, k))
@@ -156,7 +156,7 @@ def superoperator_block(povm: POVM, hamiltonian: np.ndarray | None = None, jump:
     𝓛(X) = −i[h, X]  or  𝓛(X) = Γ X Γ† − ½{Γ†Γ, X}.
     """
     op = hamiltonian if hamiltonian is not None else jump
-    k = int(round(np.log2(np.shape(op)[0])))
+    k = round(np.log2(np.shape(op)[0]))
     Mk, Nk = _site_frame(povm.M, k), _site_frame(povm.N, k)
     if hamiltonian is not None:
         h = np.asarray(hamiltonian, dtype=complex)

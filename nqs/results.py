@@ -479,6 +479,45 @@ def exact_on_history(result: Result, name: str) -> np.ndarray | None:
     return ref[:n].astype(float) if on_grid else None
 
 
+def describe_ansatz(vstate: Any, ansatz: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The /ansatz attributes of a run: `ansatz` if given, else the model's own ``describe()`` (our ansätze),
+    else its class name and the scalar fields of its Flax dataclass (NetKet models, e.g. RBM alpha and
+    param_dtype); always with ``n_parameters``."""
+    model = vstate.model
+    describe = getattr(model, "describe", None)
+    if ansatz is not None:
+        info = dict(ansatz)
+    elif callable(describe):
+        info = dict(describe())
+    else:
+        info = {"name": type(model).__name__}
+        for field in dataclasses.fields(model) if dataclasses.is_dataclass(model) else ():
+            value = getattr(model, field.name, None)
+            if field.name not in ("parent", "name") and isinstance(value, (bool, int, float, str)):
+                info[field.name] = value
+            elif field.name.endswith("dtype") and value is not None:
+                info[field.name] = str(np.dtype(value))
+    info.setdefault("name", type(model).__name__)
+    info["n_parameters"] = int(vstate.n_parameters)
+    return info
+
+
+def max_deviation(result: Result) -> dict[str, float]:
+    """max_t |value(t) − exact(t)| of every history column with an exact time series (rows where the column
+    is NaN are skipped): the "max |Δ observable| over the window" of a dynamics run."""
+    out = {}
+    for name, column in result.history.items():
+        if name == "time" or np.ndim(result.exact.get(name)) != 1:
+            continue
+        ref = exact_on_history(result, name)
+        if ref is None:
+            continue
+        diff = np.abs(np.asarray(column, dtype=float) - ref)
+        if np.isfinite(diff).any():
+            out[name] = float(np.nanmax(diff))
+    return out
+
+
 def summary_rows(result: Result) -> list[dict[str, Any]]:
     """One row per final value: name, value, error, exact, abs_err, rel_err, time.
 

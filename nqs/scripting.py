@@ -33,23 +33,26 @@ def config_of(args: argparse.Namespace) -> dict:
     return json.loads(json.dumps(vars(args), default=str))
 
 
-ANSATZE = ("transformer", "rnn", "rnn2d")
+ANSATZE = ("transformer", "rnn", "rnn2d", "rbm")
 SYMMETRIES = ("none", "translations", "point", "space")
 
 
 def add_ansatz_options(
     parser: argparse.ArgumentParser, *, ansatz: str = "transformer", layers: int = 1, features: int = 16, heads: int = 2
 ) -> None:
-    """--ansatz transformer|rnn|rnn2d and its size: --layers, --features (Transformer width, RNN hidden
+    """--ansatz transformer|rnn|rnn2d|rbm and its size: --layers, --features (Transformer width, RNN hidden
     units), --heads (Transformer), --cell gru|lstm (1D-path RNN), --order and --patch (Transformer on a
-    lattice), --symmetry/--spin-flip (evaluation-time symmetrisation, `ansatze.symmetrized`)."""
+    lattice), --alpha (RBM hidden-unit density), --symmetry/--spin-flip (evaluation-time symmetrisation,
+    `ansatze.symmetrized`; for the RBM NetKet's `RBMSymm`)."""
     group = parser.add_argument_group("ansatz")
     group.add_argument("--ansatz", choices=ANSATZE, default=ansatz,
-                       help="autoregressive Transformer, RNN along a chain/snake path, or 2D RNN (square lattices)")
+                       help="autoregressive Transformer, RNN along a chain/snake path, 2D RNN (square lattices), "
+                       "or NetKet's complex RBM (Metropolis sampling)")
     group.add_argument("--layers", type=int, default=layers)
     group.add_argument("--features", type=int, default=features, help="Transformer width / RNN hidden units")
     group.add_argument("--heads", type=int, default=heads, help="attention heads (Transformer)")
     group.add_argument("--cell", choices=("gru", "lstm"), default="gru", help="recurrent cell (--ansatz rnn)")
+    group.add_argument("--alpha", type=int, default=2, help="hidden units per site (--ansatz rbm)")
     group.add_argument("--order", choices=("raster", "snake", "chain"), default=None,
                        help="Transformer path on a 2D lattice (default raster with 2D positions; chain on 1D)")
     group.add_argument("--patch", type=int, nargs=2, default=None, metavar=("PX", "PY"),
@@ -67,10 +70,16 @@ def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None,
     the --order path (raster by default) with 2D position encodings; ``rnn2d`` needs a 2D lattice.
     `sign_sites` builds a Marshall sign into the base model (`ansatze.sign_rules`). With --symmetry or
     --spin-flip the base model is wrapped in `ansatze.symmetrized.Symmetrized` over the group of
-    ``system.graph``.
+    ``system.graph``. ``rbm`` is NetKet's complex (holomorphic) `nk.models.RBM`, or `nk.models.RBMSymm` over
+    the --symmetry group; it is not autoregressive (`nqs.vmc.make_state` samples it by Metropolis) and
+    ignores `initial_distribution` and `sign_sites`: a product start is prepared by a fit
+    (`dynamics.quench.ground_state_variables`).
     """
     from ansatze import AR2DRNN, ARRNN, ARTransformer
     from ansatze.symmetrized import Symmetrized, symmetry_group
+
+    if args.ansatz == "rbm":
+        return _rbm(args, system, symmetry_group)
 
     common = {"constraint": system.constraint, "phase": phase, "initial_distribution": initial_distribution,
               "sign_sites": sign_sites}
@@ -100,3 +109,20 @@ def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None,
     n = system.hilbert.size
     group = [list(range(n))] if symmetry == "none" else symmetry_group(system.graph, symmetry)
     return Symmetrized(model, group, spin_flip=spin_flip)
+
+
+def _rbm(args: argparse.Namespace, system, symmetry_group):
+    import netket as nk
+    import numpy as np
+    from netket.utils import HashableArray
+
+    if getattr(args, "spin_flip", False):
+        raise ValueError("--spin-flip is not available for --ansatz rbm")
+    if system.constraint is not None:
+        raise ValueError(f"--ansatz rbm cannot keep the constraint {system.constraint.describe()} "
+                         "(its Metropolis sampler leaves the sector); use an autoregressive ansatz")
+    symmetry = getattr(args, "symmetry", "none")
+    if symmetry == "none":
+        return nk.models.RBM(alpha=args.alpha, param_dtype=complex)
+    group = HashableArray(np.asarray(symmetry_group(system.graph, symmetry)))
+    return nk.models.RBMSymm(symmetries=group, alpha=args.alpha, param_dtype=complex)

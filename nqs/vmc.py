@@ -35,7 +35,7 @@ from netket.callbacks import AbstractCallback, StopRun
 from netket.utils import struct
 
 from nqs import exact as exact_module
-from nqs.results import ResultFile
+from nqs.results import ResultFile, describe_ansatz
 from nqs.system import System
 
 
@@ -155,10 +155,11 @@ def check_model_matches(system: System, model: Any) -> None:
         raise ValueError("the ansatz is constrained but the system has no constraint")
 
 
-def make_state(system: System, model: Any, *, n_samples: int, seed: int, chunk_size: int | None = None):
+def make_state(system: System, model: Any, *, n_samples: int, seed: int, chunk_size: int | None = None,
+               n_chains: int = 16):
     """An `MCState` for `model`: the model's own exact sampler when it offers one (`model.exact_sampler()`,
     e.g. String States and symmetrised models), exact `ARDirectSampler` for autoregressive models, else
-    local Metropolis."""
+    local Metropolis with `n_chains` chains (at least one per device)."""
     check_model_matches(system, model)
     exact_sampler = getattr(model, "exact_sampler", None)
     if callable(exact_sampler):
@@ -168,7 +169,7 @@ def make_state(system: System, model: Any, *, n_samples: int, seed: int, chunk_s
         sampler = nk.sampler.ARDirectSampler(system.hilbert)
         n_discard = 0
     else:
-        sampler = nk.sampler.MetropolisLocal(system.hilbert, n_chains=max(16, jax.device_count()))
+        sampler = nk.sampler.MetropolisLocal(system.hilbert, n_chains=max(n_chains, jax.device_count()))
         n_discard = None
     return nk.vqs.MCState(
         sampler,
@@ -273,9 +274,9 @@ class _RecordAndStop(AbstractCallback):
 
     def _check_stop(self, step, energy, variance):
         s = self.settings
-        if s.energy_tol is not None and self.target is not None:
-            if abs(energy - self.target) / abs(self.target) < s.energy_tol:
-                self.stop_reason = "energy_tol"
+        if (s.energy_tol is not None and self.target is not None
+                and abs(energy - self.target) / abs(self.target) < s.energy_tol):
+            self.stop_reason = "energy_tol"
         if s.variance_tol is not None and variance / max(energy**2, 1e-300) < s.variance_tol:
             self.stop_reason = "variance_tol"
 
@@ -348,7 +349,7 @@ def ground_state(
             config=dict(config or {}),
             seed=seed,
             system=system,
-            ansatz=_describe_model(model, vstate),
+            ansatz=describe_ansatz(vstate),
             method={"name": "nqs.vmc.ground_state", **dataclasses.asdict(settings)},
         )
     try:
@@ -396,11 +397,3 @@ def _final_evaluation(system, vstate, settings, exact_energy, steps, stop_reason
     vstate.n_samples = settings.n_samples
     rel = None if exact_energy is None else abs(float(np.real(energy.mean)) - exact_energy) / abs(exact_energy)
     return VMCOutcome(vstate, energy, observables, exact_energy, rel, steps, stop_reason, 0.0)
-
-
-def _describe_model(model, vstate) -> dict:
-    describe = getattr(model, "describe", None)
-    info = dict(describe()) if callable(describe) else {"name": type(model).__name__}
-    info.setdefault("name", type(model).__name__)
-    info["n_parameters"] = int(vstate.n_parameters)
-    return info

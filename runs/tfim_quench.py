@@ -1,13 +1,15 @@
 """Quench of the 1D transverse-field Ising chain, evolved by TDVP or TENG, checked against QuTiP.
 
-H = −Σ_i Z_i Z_{i+1} − h Σ_i X_i (Pauli units, PBC). ψ(0) = |→⟩^N, represented exactly by the ansatz's
-product-state initialisation, or (with --h0) the VMC ground state at field h0. Exact autoregressive
-samples (``--samples 0``: full sum). The exact trajectory starts from the same variational initial state
-and is stored on the same time grid; for Monte Carlo runs the file also holds the exact expectation values
+H = −Σ_i Z_i Z_{i+1} − h Σ_i X_i (Pauli units, PBC). ψ(0) = |→⟩^N, represented exactly by the
+autoregressive ansätze's product-state initialisation (the RBM is fitted to it by VMC on −Σ X from a generic
+random start, which keeps its QGT well conditioned), or (with --h0) the VMC ground state at field h0.
+Exact autoregressive samples, Metropolis for the RBM (``--samples 0``: full sum). The exact trajectory
+starts from the same variational initial state and is stored on the same time grid; for Monte Carlo runs the file also holds the exact expectation values
 of the variational state (``magnetization_x_fullsum``), which separate the dynamics error from sampling noise.
 
     python runs/tfim_quench.py --h 0.5 --T 3                         # L = 16, TDVP + RK4, Transformer
     python runs/tfim_quench.py --ansatz rnn --features 16 --h 1
+    python runs/tfim_quench.py --ansatz rbm --alpha 4 --samples 8192  # Metropolis sampling
     python runs/tfim_quench.py --method teng --scheme heun --dt 0.02
     python runs/tfim_quench.py --L 8 --h0 2 --h 0.5 --samples 0     # from the ground state at h = 2
     python runs/tfim_quench.py --quick --out /tmp/q.h5
@@ -40,6 +42,8 @@ def main(argv: list[str] | None = None) -> results.Result:
     initial = None
     if args.h0 is not None:
         initial = ground_state_variables(tfim(args.L, h=args.h0), model, args, steps=args.h0_steps)
+    elif args.ansatz == "rbm":  # no exact product start: fit |→⟩, the ground state of −Σ X
+        initial = ground_state_variables(tfim(args.L, J=0.0, h=1.0), model, args, steps=args.h0_steps)
     run_quench(system, model, args, observable="magnetization_x", initial=initial,
                title=f"TFIM quench L={args.L}, h={args.h}" + ("" if args.h0 is None else f" from h0={args.h0}"))
     return results.load(args.out)

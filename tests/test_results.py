@@ -212,6 +212,16 @@ def test_comparison_with_exact_time_series(tmp_path):
     assert [row["name"] for row in results.compare_with_exact(res)] == ["energy", "mx"]
     table = results.format_table(rows.values())
     assert "mx (t=0.6)" in table and "rel. err" in table
+    deviation = results.max_deviation(res)  # over the window; scalar references (energy) are not series
+    assert set(deviation) == {"mx"} and deviation["mx"] == pytest.approx(1e-3)
+
+
+def test_ansatz_description_of_netket_and_own_models():
+    rbm = nk.vqs.FullSumState(nk.hilbert.Spin(0.5, 3), nk.models.RBM(alpha=2, param_dtype=complex), seed=0)
+    info = results.describe_ansatz(rbm)
+    assert info["name"] == "RBM" and info["alpha"] == 2 and info["param_dtype"] == "complex128"
+    assert info["n_parameters"] == rbm.n_parameters == 3 + 6 + 18
+    assert results.describe_ansatz(rbm, {"name": "given"}) == {"name": "given", "n_parameters": 27}
 
 
 def test_a_running_writer_can_be_read_but_not_resumed(tmp_path):
