@@ -126,3 +126,27 @@ def _rbm(args: argparse.Namespace, system, symmetry_group):
         return nk.models.RBM(alpha=args.alpha, param_dtype=complex)
     group = HashableArray(np.asarray(symmetry_group(system.graph, symmetry)))
     return nk.models.RBMSymm(symmetries=group, alpha=args.alpha, param_dtype=complex)
+
+
+def build_povm_state(args: argparse.Namespace, n_sites: int, site_rho, paths=None):
+    """The variational state of the POVM scripts: an autoregressive Transformer over the 4 tetrahedral-POVM
+    outcomes per site (--layers, --features, --heads; log P, machine_pow = 1) started in the product
+    distribution of the single-site density matrix `site_rho`, a String State over `paths` (K, N) when
+    given; `FullSumState` for args.samples == 0, else an `MCState` with exact samples."""
+    import netket as nk
+    import numpy as np
+
+    from ansatze import ARTransformer
+    from ansatze.string_states import StringStates, StringStatesSampler
+    from nqs.povm import POVM, probabilities
+
+    hi = nk.hilbert.Fock(n_max=3, N=n_sites)
+    start = tuple(float(p) for p in probabilities(np.asarray(site_rho, dtype=complex), POVM.tetrahedral(), 1))
+    model = ARTransformer(hi, layers=args.layers, features=args.features, heads=args.heads, phase=False,
+                          machine_pow=1, initial_distribution=start)
+    if paths is not None:
+        model = StringStates(model, paths)
+    if args.samples == 0:
+        return nk.vqs.FullSumState(hi, model, seed=args.seed)
+    sampler = StringStatesSampler(hi) if paths is not None else nk.sampler.ARDirectSampler(hi)
+    return nk.vqs.MCState(sampler, model, n_samples=args.samples, seed=args.seed, sampler_seed=args.seed + 1)

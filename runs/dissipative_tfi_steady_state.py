@@ -19,39 +19,16 @@ one run per g:
 
 from __future__ import annotations
 
-import argparse
-
-import netket as nk
 import numpy as np
 
 import nqs  # noqa: F401  (first: enables 64-bit floats)
-from ansatze import ARTransformer
-from ansatze.string_states import (
-    FAMILIES_1D,
-    StringStates,
-    StringStatesSampler,
-    string_paths,
-)
+from ansatze.string_states import FAMILIES_1D, string_paths
 from dynamics.ndm_steady_state import NDMSettings, find_ndm_steady_state
 from dynamics.povm_dynamics import SteadyStateSettings, find_steady_state
 from hamiltonians import dissipative_tfi
 from nqs import results
-from nqs.povm import POVM, probabilities
-from nqs.scripting import config_of, experiment_parser
-
-
-def _povm_state(args: argparse.Namespace, n: int, povm: POVM):
-    hi = nk.hilbert.Fock(n_max=3, N=n)
-    rho = np.diag([0.01, 0.99]).astype(complex)  # |↓⟩⟨↓| mixed with 2 % of 1/2: every outcome has P > 0
-    down = tuple(float(p) for p in probabilities(rho, povm, 1))
-    model = ARTransformer(hi, layers=args.layers, features=args.features, heads=args.heads, phase=False,
-                          machine_pow=1, initial_distribution=down)
-    if args.strings != "chain":
-        model = StringStates(model, string_paths(args.strings, n))
-    if args.samples == 0:
-        return nk.vqs.FullSumState(hi, model, seed=args.seed)
-    sampler = StringStatesSampler(hi) if isinstance(model, StringStates) else nk.sampler.ARDirectSampler(hi)
-    return nk.vqs.MCState(sampler, model, n_samples=args.samples, seed=args.seed, sampler_seed=args.seed + 1)
+from nqs.povm import POVM
+from nqs.scripting import build_povm_state, config_of, experiment_parser
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,7 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     system = dissipative_tfi(args.N, V=args.V, g=args.g, gamma=args.gamma)
     if args.method == "povm":
         povm = POVM.tetrahedral()
-        vstate = _povm_state(args, args.N, povm)
+        site_rho = np.diag([0.01, 0.99])  # |↓⟩⟨↓| mixed with 2 % of 1/2: every outcome has P > 0
+        paths = None if args.strings == "chain" else string_paths(args.strings, args.N)
+        vstate = build_povm_state(args, args.N, site_rho, paths)
         eval_after = max(args.iterations * 3 // 4, 1)
         settings = SteadyStateSettings(
             n_iter=args.iterations, learning_rate=args.lr, schedule="cosine", final_fraction=1e-2,

@@ -16,19 +16,10 @@ Transformer (raster order) in a uniform mixture over 2D snake orderings (`ansatz
 
 from __future__ import annotations
 
-import argparse
-
-import netket as nk
 import numpy as np
 
 import nqs  # noqa: F401  (first: enables 64-bit floats)
-from ansatze import ARTransformer
-from ansatze.string_states import (
-    FAMILIES_2D,
-    StringStates,
-    StringStatesSampler,
-    string_paths,
-)
+from ansatze.string_states import FAMILIES_2D, string_paths
 from dynamics.povm_dynamics import (
     MAX_EXACT_SITES,
     PovmTDVPSettings,
@@ -38,22 +29,8 @@ from dynamics.povm_dynamics import (
 )
 from hamiltonians import dissipative_xyz
 from nqs import results
-from nqs.povm import POVM, probabilities
-from nqs.scripting import config_of, experiment_parser
-
-
-def _povm_state(args: argparse.Namespace, shape: tuple[int, int], povm: POVM):
-    n = shape[0] * shape[1]
-    hi = nk.hilbert.Fock(n_max=3, N=n)
-    up = tuple(float(p) for p in probabilities(np.diag([1.0, 0.0]).astype(complex), povm, 1))
-    model = ARTransformer(hi, layers=args.layers, features=args.features, heads=args.heads, phase=False,
-                          machine_pow=1, initial_distribution=up)
-    if args.strings != "none":
-        model = StringStates(model, string_paths(args.strings, shape))
-    if args.samples == 0:
-        return nk.vqs.FullSumState(hi, model, seed=args.seed)
-    sampler = StringStatesSampler(hi) if isinstance(model, StringStates) else nk.sampler.ARDirectSampler(hi)
-    return nk.vqs.MCState(sampler, model, n_samples=args.samples, seed=args.seed, sampler_seed=args.seed + 1)
+from nqs.povm import POVM
+from nqs.scripting import build_povm_state, config_of, experiment_parser
 
 
 def main(argv: list[str] | None = None) -> results.Result:
@@ -86,7 +63,8 @@ def main(argv: list[str] | None = None) -> results.Result:
     shape = (args.L, args.L)
     system = dissipative_xyz(args.L, lattice="square", Jx=args.Jx, Jy=args.Jy, Jz=args.Jz, gamma=args.gamma)
     povm = POVM.tetrahedral()
-    vstate = _povm_state(args, shape, povm)
+    paths = None if args.strings == "none" else string_paths(args.strings, shape)
+    vstate = build_povm_state(args, system.n_sites, np.diag([1.0, 0.0]), paths)  # |↑⟩⟨↑| on every site
     n = system.n_sites
     rho0 = None
     if n <= MAX_EXACT_SITES:
