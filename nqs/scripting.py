@@ -71,15 +71,17 @@ def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None,
     `sign_sites` builds a Marshall sign into the base model (`ansatze.sign_rules`). With --symmetry or
     --spin-flip the base model is wrapped in `ansatze.symmetrized.Symmetrized` over the group of
     ``system.graph``. ``rbm`` is NetKet's complex (holomorphic) `nk.models.RBM`, or `nk.models.RBMSymm` over
-    the --symmetry group; it is not autoregressive (`nqs.vmc.make_state` samples it by Metropolis) and
-    ignores `initial_distribution` and `sign_sites`: a product start is prepared by a fit
+    the --symmetry group; it is not autoregressive (`nqs.vmc.make_state` samples it by Metropolis), refuses
+    `sign_sites` and constraints, and ignores `initial_distribution`: a product start is prepared by a fit
     (`dynamics.quench.ground_state_variables`).
     """
     from ansatze import AR2DRNN, ARRNN, ARTransformer
     from ansatze.symmetrized import Symmetrized, symmetry_group
 
     if args.ansatz == "rbm":
-        return _rbm(args, system, symmetry_group)
+        if sign_sites is not None:
+            raise ValueError("--ansatz rbm has no built-in sign rule; rotate the Hamiltonian instead")
+        return _rbm(args, system)
 
     common = {"constraint": system.constraint, "phase": phase, "initial_distribution": initial_distribution,
               "sign_sites": sign_sites}
@@ -111,10 +113,12 @@ def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None,
     return Symmetrized(model, group, spin_flip=spin_flip)
 
 
-def _rbm(args: argparse.Namespace, system, symmetry_group):
+def _rbm(args: argparse.Namespace, system):
     import netket as nk
     import numpy as np
     from netket.utils import HashableArray
+
+    from ansatze.symmetrized import symmetry_group
 
     if getattr(args, "spin_flip", False):
         raise ValueError("--spin-flip is not available for --ansatz rbm")

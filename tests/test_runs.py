@@ -35,3 +35,21 @@ def test_script_runs_quick(script, tmp_path, capsys, monkeypatch):
         assert abs(mx[0] - 1) < 2e-2  # the fitted start is close to |→⟩ ...
         np.testing.assert_allclose(mx, res.exact["magnetization_x"][: len(mx)], atol=2e-2)  # ... and stays on track
 
+
+
+def test_rbm_option_refuses_what_it_cannot_do():
+    import argparse
+
+    from hamiltonians import heisenberg, tfim
+    from nqs.scripting import add_ansatz_options, build_ansatz
+
+    parser = argparse.ArgumentParser()
+    add_ansatz_options(parser)
+    args = parser.parse_args(["--ansatz", "rbm", "--alpha", "3"])
+    assert build_ansatz(args, tfim(4)).alpha == 3
+    with pytest.raises(ValueError, match="cannot keep the constraint"):
+        build_ansatz(args, heisenberg(4))  # S^z = 0 sector: Metropolis single flips would leave it
+    with pytest.raises(ValueError, match="no built-in sign rule"):
+        build_ansatz(args, tfim(4), sign_sites=[1, 3])
+    symmetric = build_ansatz(parser.parse_args(["--ansatz", "rbm", "--symmetry", "translations"]), tfim(4))
+    assert type(symmetric).__name__ == "RBMSymm"
