@@ -17,7 +17,14 @@ SCRIPTS = sorted((REPO / "runs").glob("*.py"))
 EXTRA_ARGS = {"tfim_quench": ["--ansatz", "rbm", "--alpha", "1", "--rtol-smooth", "1e-6"]}
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
+# the slowest smoke runs, whose pieces have their own default tests (2D Transformer VMC; staggered-field VMC then
+# TENG), run with -m slow to keep the default suite under 15 minutes on 2 cores
+SLOW = {"heisenberg_square", "heisenberg_neel_quench"}
+
+
+@pytest.mark.parametrize(
+    "script", [pytest.param(s, id=s.stem, marks=[pytest.mark.slow] if s.stem in SLOW else []) for s in SCRIPTS]
+)
 def test_script_runs_quick(script, tmp_path, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(REPO / "runs"))
     spec = importlib.util.spec_from_file_location(f"runs_{script.stem}", script)
