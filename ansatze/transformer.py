@@ -47,7 +47,10 @@ recurrent models do, so `ARDirectSampler` stays exact and Hamiltonians need no r
   so Π_j Q_{t,j} = q_t(v_t) and sampling site by site is exact; the token phase φ_t is carried by
   the last site of the patch. `conditional` runs the Transformer step only at the first site of a
   patch (under `nn.cond`) and caches log q_t; the other sites of the patch marginalise the cached
-  distribution (O(d^(p+1)) work). Constraint masks are not supported together with patches.
+  distribution (O(d^(p+1)) work). A constraint masks whole tokens: value v is allowed at token t iff
+  each of its digits is allowed by the site masks when the constraint's carry is stepped through the
+  patch, m_t(v) = Π_j m_{tp+j}(v_j | x_<tp, v_<j); the masked q_t is renormalised over the allowed
+  values, so the site marginals never leave the constrained set (O(d^p·p) constraint work per token).
 
 NetKet ships no autoregressive Transformer; this module implements one on `nk.models.AbstractARNN`
 so NetKet's exact sampler, `MCState` and SR work unchanged.
@@ -158,7 +161,7 @@ class ARTransformer(nk.models.AbstractARNN):
             the 2D ones need a lattice order. None (default): "learned" for order="chain", "learned2d"
             otherwise.
         constraint: a `Constraint` masking the conditionals, or None; for a non-trivial path it is
-            re-expressed with `constraint.permuted(path)`. Not supported together with `patch`.
+            re-expressed with `constraint.permuted(path)`; with `patch` it masks whole tokens.
         phase: separate phase head (True) or a positive real ψ (False, for sign-rule-rotated Hamiltonians).
         param_dtype: dtype of the (real) parameters.
         machine_pow: |ψ|^machine_pow is the sampled distribution (2 for |ψ|²; 1 makes the model a
@@ -225,8 +228,6 @@ class ARTransformer(nk.models.AbstractARNN):
             if self.order == "chain":
                 raise ValueError("patch needs a lattice path: order='raster' or 'snake' with shape=(Lx, Ly)")
             check_patch(self.patch, lattice)
-            if self.constraint is not None and self._p() > 1:
-                raise ValueError("constraints are not supported together with patch (p > 1): drop one of them")
         product_log_p(self.initial_distribution, n, self.hilbert.local_size)  # validates
         c = self.constraint
         if c is not None and (c.n_sites != n or c.local_size != self.hilbert.local_size):
@@ -292,6 +293,44 @@ class ARTransformer(nk.models.AbstractARNN):
             return ordered
         digits = ordered.reshape(ordered.shape[:-1] + (-1, p))
         return jnp.sum(digits * jnp.asarray(d ** np.arange(p - 1, -1, -1), dtype=ordered.dtype), axis=-1)
+
+    @nn.nowrap
+    def _token_mask(self, c: Constraint, carry, t) -> jax.Array:
+        """(batch, d^p) mask of the values of token t, given the constraint's carry before the token."""
+        d, p = self.hilbert.local_size, self._p()
+        V = d**p
+        batch = jax.tree_util.tree_leaves(carry)[0].shape[0]
+        values = jnp.tile(jnp.asarray(_digits(d, p)), (batch, 1))  # (batch·V, p)
+        carry = jax.tree_util.tree_map(lambda a: jnp.repeat(a, V, axis=0), carry)
+        allowed = jnp.ones((batch * V,), dtype=bool)
+        for j in range(p):
+            site = t * p + j
+            allowed &= jnp.take_along_axis(c.mask(carry, site), values[:, j : j + 1], axis=1)[:, 0]
+            carry = c.update(carry, values[:, j], site)
+        return allowed.reshape(batch, V)
+
+    @nn.nowrap
+    def _step_carry(self, c: Constraint, carry, digits: jax.Array, t):
+        """The constraint's carry after token t with local indices `digits` (batch, p)."""
+        for j in range(self._p()):
+            carry = c.update(carry, digits[:, j], t * self._p() + j)
+        return carry
+
+    @nn.nowrap
+    def _token_masks(self, ordered: jax.Array) -> jax.Array | None:
+        """Token masks (B, T, d^p) of the path-ordered local indices (B, N); None without a constraint."""
+        c = self._generation_constraint()
+        if c is None:
+            return None
+        p = self._p()
+        digits = jnp.moveaxis(ordered.reshape(ordered.shape[0], -1, p), 1, 0)  # (T, B, p)
+
+        def step(carry, inp):
+            t, token_digits = inp
+            return self._step_carry(c, carry, token_digits, t), self._token_mask(c, carry, t)
+
+        _, masks = jax.lax.scan(step, c.init_carry(ordered.shape[0]), (jnp.arange(digits.shape[0]), digits))
+        return jnp.moveaxis(masks, 0, 1)
 
     # -- modules ---------------------------------------------------------------------------------
     def setup(self):
@@ -419,7 +458,7 @@ class ARTransformer(nk.models.AbstractARNN):
             mask = None if c is None else c.masks(ordered)
             site_logits = None if self.site_logits is None else self.reorder(self.site_logits, axis=0)
             return self.inverse_reorder(self._log_conditional(h, mask, site_logits), axis=1)
-        log_q = self._log_q(h, None, self.token_logits)
+        log_q = self._log_q(h, self._token_masks(ordered), self.token_logits)
         phi = self.phase_head(self.ln_out(h)) if self.phase else None
         return self.inverse_reorder(self._patch_marginals(log_q, phi, ordered), axis=1)
 
@@ -432,8 +471,9 @@ class ARTransformer(nk.models.AbstractARNN):
             log_psi = jnp.take_along_axis(self.conditionals_log_psi(x), idx[..., None], axis=-1)[..., 0]
             log_psi = log_psi.sum(axis=-1)
         else:  # Σ_t log ψ_t(v_t | v_<t) directly from the token distributions
-            tokens, h = self._hidden(self.reorder(idx, axis=1))
-            log_q = self._log_q(h, None, self.token_logits)
+            ordered = self.reorder(idx, axis=1)
+            tokens, h = self._hidden(ordered)
+            log_q = self._log_q(h, self._token_masks(ordered), self.token_logits)
             log_psi = jnp.take_along_axis(log_q, tokens[..., None], axis=-1)[..., 0].sum(axis=-1) / self.machine_pow
             if self.phase:
                 phi = self.phase_head(self.ln_out(h))
@@ -477,7 +517,8 @@ class ARTransformer(nk.models.AbstractARNN):
         return jnp.exp(self.machine_pow * log_psi.real)
 
     def _token_step(self, inputs, t):
-        """Cached Transformer step for token t: stores log q_t(·) (batch, d^p) in the cache."""
+        """Cached Transformer step for token t: stores log q_t(·) (batch, d^p) in the cache (and the
+        constraint's carry before token t, from which the token mask follows)."""
         n, d, p = self.hilbert.size, self.hilbert.local_size, self._p()
         sites = jnp.asarray(self._path().reshape(-1, p))  # (T, p)
         prev = self.hilbert.states_to_local_indices(inputs[:, sites[jnp.maximum(t - 1, 0)]]).astype(jnp.int32)
@@ -485,8 +526,17 @@ class ARTransformer(nk.models.AbstractARNN):
         h = self.embed(token) + self.positions[t]
         for block in self.blocks:
             h = block.step(h, t, n // p)
+        mask = None
+        c = self._generation_constraint()
+        if c is not None:
+            init = c.init_carry(inputs.shape[0])
+            carry = self.get_variable("cache", "constraint", init)
+            updated = self._step_carry(c, carry, prev, t - 1)
+            carry = jax.tree_util.tree_map(lambda start, new: jnp.where(t == 0, start, new), init, updated)
+            self.put_variable("cache", "constraint", carry)
+            mask = self._token_mask(c, carry, t)
         bias = None if self.token_logits is None else self.token_logits[t]
-        self.put_variable("cache", "token_log_q", self._log_q(h, None, bias))
+        self.put_variable("cache", "token_log_q", self._log_q(h, mask, bias))
 
     def _patch_conditional(self, inputs, index):
         """Site j of patch t: at j = 0 one Transformer step (cached log q_t); then the exact marginal of
