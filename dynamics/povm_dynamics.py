@@ -88,7 +88,6 @@ from nqs.results import ResultFile, describe_ansatz
 from nqs.system import System
 
 MAX_FULL_SUM_SITES = 6
-MAX_EXACT_SITES = exact.MAX_OPEN_SITES
 SCHEDULES = ("constant", "step", "cosine", "exponential")
 LP_CHUNK_CONFIGS = 16384  # connected strings per model evaluation in `_Povm.lp_ratios`
 INTEGRATORS = {"Euler": nkx.dynamics.Euler, "Heun": nkx.dynamics.Heun, "RK4": nkx.dynamics.RK4,
@@ -453,7 +452,7 @@ def _observables(system: System, povm: POVM) -> tuple[list[_Observable], dict[st
         q = observable_table(np.kron(_PAULI["Z"], _PAULI["Z"]), povm) / len(bonds)
         obs.append(_Observable("zz_nn", 0.0, tuple((np.array(b), q) for b in bonds)))
     dense: dict[str, np.ndarray | None] = {o.name: None for o in obs}
-    qutip_obs = system.to_qutip()["observables"] if system.observables and n <= MAX_EXACT_SITES else {}
+    qutip_obs = system.to_qutip()["observables"] if system.observables and n <= exact.MAX_OPEN_SITES else {}
     for name, op in system.observables.items():
         if name in dense or not hasattr(op, "acting_on"):
             continue
@@ -639,13 +638,13 @@ def _initial_rho(ctx: _Povm, params, povm: POVM, rho0: np.ndarray | None) -> np.
         if rho0.shape != (2**n, 2**n):
             raise ValueError(f"rho0 has shape {rho0.shape}, expected {(2**n, 2**n)}")
         return rho0
-    if n > MAX_EXACT_SITES:
+    if n > exact.MAX_OPEN_SITES:
         return None
     return density_matrix(np.asarray(jax.jit(ctx.probabilities)(params)), povm, n)
 
 
 def _exact_dynamics(ctx: _Povm, params, povm: POVM, rho0, times, with_exact: bool) -> list[np.ndarray] | None:
-    if not with_exact or ctx.n_sites > MAX_EXACT_SITES:
+    if not with_exact or ctx.n_sites > exact.MAX_OPEN_SITES:
         return None
     rho = _initial_rho(ctx, params, povm, rho0)
     return exact.mesolve_system(ctx.system, rho, times, store_states=True)["states"]
@@ -945,7 +944,7 @@ def find_steady_state(
                    _method("dynamics.povm_steady_state", settings, povm, ctx), config, seed, ansatz)
     try:
         rhos = None
-        if exact and ctx.n_sites <= MAX_EXACT_SITES:
+        if exact and ctx.n_sites <= exact.MAX_OPEN_SITES:
             rhos = [exact_steady_state(system)]
         recorder = _Recorder(ctx, povm, result, rhos, settings.n_obs_samples, settings.purity_max_sites)
         loss = _steady_loss(ctx, ctx.n_samples)

@@ -21,14 +21,13 @@ import numpy as np
 import nqs  # noqa: F401  (first: enables 64-bit floats)
 from ansatze.string_states import FAMILIES_2D, string_paths
 from dynamics.povm_dynamics import (
-    MAX_EXACT_SITES,
     PovmTDVPSettings,
     TrapezoidSettings,
     evolve_povm_tdvp,
     evolve_trapezoid,
 )
 from hamiltonians import dissipative_xyz
-from nqs import results
+from nqs import exact, results
 from nqs.povm import POVM
 from nqs.scripting import build_povm_state, config_of, experiment_parser
 
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> results.Result:
     vstate = build_povm_state(args, system.n_sites, np.diag([1.0, 0.0]), paths)  # |↑⟩⟨↑| on every site
     n = system.n_sites
     rho0 = None
-    if n <= MAX_EXACT_SITES:
+    if n <= exact.MAX_OPEN_SITES:
         up = np.zeros(2**n, dtype=complex)
         up[0] = 1.0  # |↑…↑⟩, ↑ = Z = +1 = QuTiP basis(2, 0)
         rho0 = np.outer(up, up)
