@@ -36,7 +36,7 @@ the system (± ``_error``, from `n_samples_diag` diagonal samples). While ρ fit
 ``<observable>_fullsum``, ``purity`` (Tr ρ²), ``trace_distance`` to the exact steady state, which separate
 the optimisation error from the sampling noise. The last row (step = n_steps) is the final evaluation
 with `n_samples_diag_final` diagonal samples. /exact holds the QuTiP steady-state values (`nqs.exact.steady_state`,
-N ≤ `nqs.exact.MAX_OPEN_SITES`) of every observable and the purity. /checkpoint is NetKet's driver state
+N ≤ `nqs.MAX_OPEN_SITES`) of every observable and the purity. /checkpoint is NetKet's driver state
 (parameters, optimiser and sampler state), so ``mode="resume"`` continues a killed run.
 
 **Known limitations** (netket/netket): #850 (NDM may not converge to the exact steady state), #1813 (no
@@ -68,6 +68,7 @@ from netket.callbacks import AbstractCallback
 from netket.utils import struct
 
 from nqs import exact
+from nqs.exact import MAX_OPEN_SITES
 from nqs.results import ResultFile
 from nqs.system import System
 from nqs.vmc import NonFiniteError, learning_rate_schedule, observables_row
@@ -327,7 +328,7 @@ def find_ndm_steady_state(
         config: the experiment configuration stored in the file.
         seed: parameters (`seed`) and samplers (`seed + 1`).
         progress: show NetKet's progress bar.
-        exact_reference: compute the QuTiP steady state (default: N ≤ exact.MAX_OPEN_SITES).
+        exact_reference: compute the QuTiP steady state (default: N ≤ MAX_OPEN_SITES).
 
     Raises:
         ValueError: closed system, operators on another Hilbert space, constrained system.
@@ -344,7 +345,7 @@ def find_ndm_steady_state(
         preconditioner=nk.optimizer.SR(diag_shift=settings.diag_shift),
     )
     if exact_reference is None:
-        exact_reference = system.n_sites <= exact.MAX_OPEN_SITES
+        exact_reference = system.n_sites <= MAX_OPEN_SITES
     rho_exact, reference = None, {}
     if exact_reference:
         rho_exact, values = exact.steady_state(system)

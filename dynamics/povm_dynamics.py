@@ -76,6 +76,7 @@ import scipy.linalg
 from jax.flatten_util import ravel_pytree
 
 from nqs import exact
+from nqs.exact import MAX_OPEN_SITES
 from nqs.povm import (
     POVM,
     PovmLindbladian,
@@ -452,7 +453,7 @@ def _observables(system: System, povm: POVM) -> tuple[list[_Observable], dict[st
         q = observable_table(np.kron(_PAULI["Z"], _PAULI["Z"]), povm) / len(bonds)
         obs.append(_Observable("zz_nn", 0.0, tuple((np.array(b), q) for b in bonds)))
     dense: dict[str, np.ndarray | None] = {o.name: None for o in obs}
-    qutip_obs = system.to_qutip()["observables"] if system.observables and n <= exact.MAX_OPEN_SITES else {}
+    qutip_obs = system.to_qutip()["observables"] if system.observables and n <= MAX_OPEN_SITES else {}
     for name, op in system.observables.items():
         if name in dense or not hasattr(op, "acting_on"):
             continue
@@ -638,13 +639,13 @@ def _initial_rho(ctx: _Povm, params, povm: POVM, rho0: np.ndarray | None) -> np.
         if rho0.shape != (2**n, 2**n):
             raise ValueError(f"rho0 has shape {rho0.shape}, expected {(2**n, 2**n)}")
         return rho0
-    if n > exact.MAX_OPEN_SITES:
+    if n > MAX_OPEN_SITES:
         return None
     return density_matrix(np.asarray(jax.jit(ctx.probabilities)(params)), povm, n)
 
 
 def _exact_dynamics(ctx: _Povm, params, povm: POVM, rho0, times, with_exact: bool) -> list[np.ndarray] | None:
-    if not with_exact or ctx.n_sites > exact.MAX_OPEN_SITES:
+    if not with_exact or ctx.n_sites > MAX_OPEN_SITES:
         return None
     rho = _initial_rho(ctx, params, povm, rho0)
     return exact.mesolve_system(ctx.system, rho, times, store_states=True)["states"]
@@ -944,7 +945,7 @@ def find_steady_state(
                    _method("dynamics.povm_steady_state", settings, povm, ctx), config, seed, ansatz)
     try:
         rhos = None
-        if exact and ctx.n_sites <= exact.MAX_OPEN_SITES:
+        if exact and ctx.n_sites <= MAX_OPEN_SITES:
             rhos = [exact_steady_state(system)]
         recorder = _Recorder(ctx, povm, result, rhos, settings.n_obs_samples, settings.purity_max_sites)
         loss = _steady_loss(ctx, ctx.n_samples)
