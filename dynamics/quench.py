@@ -64,9 +64,14 @@ def ground_state_variables(system: System, model: Any, args: argparse.Namespace,
     residual error is part of the initial condition, not of the dynamics (the VMC energy is printed)."""
     from nqs.vmc import VMCSettings, ground_state
 
-    n_samples = min(max(args.samples, 1024), 2048)  # minSR's sample-space solve: 8192 samples crash OpenBLAS
-    settings = VMCSettings(n_steps=steps, n_samples=n_samples, learning_rate=0.02, solver="minsr",
-                           lr_schedule="cosine", lr_final=0.002, diag_shift=1e-4, n_samples_final=n_samples)
+    # --samples 0: full sum and SR (near a product state every sample coincides and the sampled gradient
+    # vanishes; diag_shift 1e-4 made the full-sum SR jump at L = 12); else minSR with at most 2048 samples
+    # (its sample-space solve with 8192 crashed OpenBLAS)
+    full_sum = args.samples == 0
+    n_samples = 0 if full_sum else min(max(args.samples, 1024), 2048)
+    settings = VMCSettings(n_steps=steps, n_samples=n_samples, learning_rate=0.02, solver="sr" if full_sum else "minsr",
+                           lr_schedule="cosine", lr_final=0.002, diag_shift=1e-3 if full_sum else 1e-4,
+                           n_samples_final=n_samples)
     energy_only = dataclasses.replace(system, observables={})  # the quench records the observables
     outcome = ground_state(energy_only, model, settings, seed=args.seed, progress=not args.quiet)
     if outcome.relative_error is not None:

@@ -63,7 +63,10 @@ class VMCSettings:
 
     Attributes:
         n_steps: maximum number of optimisation steps.
-        n_samples: samples per step (exact samples for autoregressive models).
+        n_samples: samples per step (exact samples for autoregressive models); 0 sums over the whole Hilbert
+            space (`nk.vqs.FullSumState`, small systems; with the "sr" solver): the gradient then sees every
+            configuration, which matters near product states, where all samples coincide and the sampled
+            gradient vanishes.
         chunk_size: forward-pass chunk size (None: no chunking).
         learning_rate: initial learning rate η.
         lr_schedule: "constant", "cosine" (to `lr_final` at `n_steps`) or "exponential"
@@ -96,8 +99,10 @@ class VMCSettings:
     n_samples_final: int = 4096
 
     def __post_init__(self):
-        if self.n_steps < 0 or self.n_samples < 1:
-            raise ValueError(f"n_steps must be >= 0 and n_samples >= 1, got {self.n_steps}, {self.n_samples}")
+        if self.n_steps < 0 or self.n_samples < 0:
+            raise ValueError(f"n_steps and n_samples must be >= 0, got {self.n_steps}, {self.n_samples}")
+        if self.n_samples == 0 and self.solver == "minsr":
+            raise ValueError("solver='minsr' works in sample space: use solver='sr' with n_samples=0 (full sum)")
         if self.lr_schedule not in ("constant", "cosine", "exponential"):
             raise ValueError(f"lr_schedule must be 'constant', 'cosine' or 'exponential', got {self.lr_schedule!r}")
         if self.solver not in ("sr", "minsr"):
@@ -131,7 +136,7 @@ class VMCOutcome:
         wall_time: seconds spent in this call.
     """
 
-    state: nk.vqs.MCState
+    state: nk.vqs.MCState | nk.vqs.FullSumState
     energy: nk.stats.Stats
     observables: dict[str, tuple[float, float]]
     exact_energy: float | None
@@ -159,8 +164,10 @@ def make_state(system: System, model: Any, *, n_samples: int, seed: int, chunk_s
                n_chains: int = 16):
     """An `MCState` for `model`: the model's own exact sampler when it offers one (`model.exact_sampler()`,
     e.g. String States and symmetrised models), exact `ARDirectSampler` for autoregressive models, else
-    local Metropolis with `n_chains` chains (at least one per device)."""
+    local Metropolis with `n_chains` chains (at least one per device). n_samples = 0: a `FullSumState`."""
     check_model_matches(system, model)
+    if n_samples == 0:
+        return nk.vqs.FullSumState(system.hilbert, model, seed=seed, chunk_size=chunk_size)
     exact_sampler = getattr(model, "exact_sampler", None)
     if callable(exact_sampler):
         sampler = exact_sampler()
@@ -386,7 +393,9 @@ def ground_state(
 
 
 def _final_evaluation(system, vstate, settings, exact_energy, steps, stop_reason) -> VMCOutcome:
-    vstate.n_samples = max(settings.n_samples_final, vstate.sampler.n_chains)
+    sampled = isinstance(vstate, nk.vqs.MCState)
+    if sampled:
+        vstate.n_samples = max(settings.n_samples_final, vstate.sampler.n_chains)
     energy = vstate.expect(system.hamiltonian)
     if not math.isfinite(float(np.real(energy.mean))):
         raise NonFiniteError(f"the final energy estimate is {energy.mean}")
@@ -394,6 +403,7 @@ def _final_evaluation(system, vstate, settings, exact_energy, steps, stop_reason
     for name, op in system.observables.items():
         stats = vstate.expect(op)
         observables[name] = (float(np.real(stats.mean)), float(stats.error_of_mean))
-    vstate.n_samples = settings.n_samples
+    if sampled:
+        vstate.n_samples = settings.n_samples
     rel = None if exact_energy is None else abs(float(np.real(energy.mean)) - exact_energy) / abs(exact_energy)
     return VMCOutcome(vstate, energy, observables, exact_energy, rel, steps, stop_reason, 0.0)

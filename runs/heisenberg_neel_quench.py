@@ -6,7 +6,10 @@ conditionals). ψ(0) is the VMC ground state of H0 = H − h_s Σ_i (−1)^i Z_i
 ground state has fidelity 0.89 with |↑↓↑↓…⟩ at L = 12); the VMC starts from the regularised Néel product
 state p_i(x⁰_i) = 1 − ε. Starting the dynamics directly from that near-delta product state does not work
 with autoregressive networks (the conditionals after a flipped spin must jump from ε to ≈ 1; see the
-closing notes), hence the physical protocol with the pinning field. The exact reference starts from the
+closing notes), hence the physical protocol with the pinning field. The ansatz carries the Marshall sign
+(−1)^{N_↑ on sublattice B} (`ansatze.sign_rules`): without it the VMC, even with full sums, collapses onto the
+Néel product state (the flipped-pair amplitudes have the wrong sign and are driven to zero), a local minimum
+from which TDVP cannot move. With ``--samples 0`` (default) the VMC sums over the sector as well. The exact reference starts from the
 same variational state. Observable: m_s = (1/N) Σ_i (−1)^i Z_i. Full sum by default at L = 12 (924
 states in the sector); ``--samples N`` uses exact autoregressive samples.
 
@@ -21,6 +24,7 @@ import numpy as np
 
 import nqs  # noqa: F401  (first: enables 64-bit floats)
 from ansatze.product_start import basis_state_distribution
+from ansatze.sign_rules import sublattice_b
 from dynamics.quench import add_dynamics_options, ground_state_variables, run_quench
 from hamiltonians import heisenberg
 from nqs import results
@@ -42,7 +46,8 @@ def main(argv: list[str] | None = None) -> results.Result:
 
     system = heisenberg(args.L, J=args.J)
     neel = np.where(np.arange(args.L) % 2 == 0, 1.0, -1.0)
-    model = build_ansatz(args, system, initial_distribution=basis_state_distribution(system.hilbert, neel, args.epsilon))
+    model = build_ansatz(args, system, initial_distribution=basis_state_distribution(system.hilbert, neel, args.epsilon),
+                         sign_sites=sublattice_b(system.graph))
     initial = ground_state_variables(heisenberg(args.L, J=args.J, h_staggered=args.hs0), model, args,
                                      steps=args.hs0_steps)
     outcome = run_quench(system, model, args, observable="staggered_magnetization_z", initial=initial,

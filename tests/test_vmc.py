@@ -106,3 +106,26 @@ def test_known_reference_energy_without_diagonalisation(chain6, tmp_path):
     assert out.relative_error == pytest.approx(abs(float(out.energy.mean.real) - e0) / abs(e0))
     res = results.load(tmp_path / "ref.h5")
     assert set(res.exact) == {"energy"} and res.exact["energy"] == pytest.approx(e0)
+
+
+def test_full_sum_vmc_leaves_the_neel_product_state(tmp_path):
+    # Near a product state every exact sample is the same configuration and the sampled gradient vanishes;
+    # the full sum (n_samples=0, FullSumState) sees every configuration. Start: the regularised Néel state,
+    # ground state of the chain with a staggered field; the Marshall sign is built into the ansatz.
+    from ansatze.product_start import basis_state_distribution
+    from ansatze.sign_rules import sublattice_b
+
+    system = heisenberg(6, h_staggered=4.0)
+    neel = np.where(np.arange(6) % 2 == 0, 1.0, -1.0)
+    model = ARTransformer(system.hilbert, layers=1, features=8, heads=2, constraint=system.constraint,
+                          sign_sites=sublattice_b(system.graph),
+                          initial_distribution=basis_state_distribution(system.hilbert, neel, 0.02))
+    settings = VMCSettings(n_steps=50, n_samples=0, learning_rate=0.02, lr_schedule="cosine", lr_final=0.002,
+                           diag_shift=1e-3, solver="sr")
+    out = ground_state(system, model, settings, out=str(tmp_path / "neel6.h5"), progress=False)
+    assert isinstance(out.state, nk.vqs.FullSumState)
+    assert out.relative_error < 1e-4, out.relative_error  # the Néel product state has 3.7e-2
+    assert float(out.energy.error_of_mean) == 0.0
+    assert results.load(tmp_path / "neel6.h5").history["energy"][-1] == pytest.approx(float(out.energy.mean.real))
+    with pytest.raises(ValueError, match="minsr"):
+        VMCSettings(n_samples=0, solver="minsr")
