@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import netket as nk
@@ -20,7 +21,7 @@ from dynamics.product_expansions import SCHEMES
 from dynamics.recording import DynamicsOutcome
 from dynamics.tdvp import INTEGRATORS, SOLVERS, TDVPSettings, evolve_tdvp
 from dynamics.teng import TENGSettings, evolve_teng
-from nqs import vmc
+from nqs import results, vmc
 from nqs.scripting import config_of
 from nqs.system import System
 
@@ -61,9 +62,13 @@ def make_state(system: System, model: Any, args: argparse.Namespace):
 def ground_state_variables(system: System, model: Any, args: argparse.Namespace, *, steps: int) -> Any:
     """Variables of `model` after `steps` VMC + SR steps on `system` (the pre-quench Hamiltonian), for a
     quench from a ground state. The exact reference later starts from this variational state, so its
-    residual error is part of the initial condition, not of the dynamics (the VMC energy is printed)."""
+    residual error is part of the initial condition, not of the dynamics (the VMC energy is printed).
+    None when args.mode is "resume" and args.out has a checkpoint: the run continues from there."""
     from nqs.vmc import VMCSettings, ground_state
 
+    if args.mode == "resume" and Path(args.out).exists() and results.load(args.out).checkpoint_step is not None:
+        print(f"resuming {args.out} from its checkpoint: no pre-quench fit")
+        return None  # run_quench starts from the checkpointed parameters
     # --samples 0: full sum and SR (near a product state every sample coincides and the sampled gradient
     # vanishes; diag_shift 1e-4 made the full-sum SR jump at L = 12); else minSR with at most 2048 samples
     # (its sample-space solve with 8192 crashed OpenBLAS)
@@ -109,22 +114,28 @@ def run_quench(
 
 
 def print_comparison(outcome: DynamicsOutcome, observable: str, *, title: str) -> None:
-    """Table of the observable (variational, exact, difference) and the infidelity at every save point."""
+    """Table of the observable (variational, exact, difference) and the infidelity at the save points this
+    call computed (a resumed run: those after its checkpoint)."""
+    times = outcome.series("time")
     values = outcome.series(observable)
     fullsum = outcome.series(f"{observable}_fullsum")
     has_fullsum = np.isfinite(fullsum).any()
     print(f"\n{title}: {outcome.wall_time:.1f} s")
+    if not len(times):
+        print("nothing left to compute: the run in the result file had finished")
+        return
     if outcome.exact is None:
         print(f"{'t':>6s} {observable:>14s}")
-        for t, a in zip(outcome.times, values):
+        for t, a in zip(times, values):
             print(f"{t:6.3f} {a:14.8f}")
         print("(no exact reference at this size)")
         return
-    ref = outcome.exact.observables[observable]
+    grid = np.abs(outcome.times[None, :] - times[:, None]).argmin(axis=1)
+    ref = outcome.exact.observables[observable][grid]
     best = fullsum if has_fullsum else values
     print(f"{'t':>6s} {'variational':>14s}" + (f" {'(full sum)':>14s}" if has_fullsum else "")
           + f" {'exact':>14s} {'|diff|':>10s} {'infidelity':>11s}")
-    for i, t in enumerate(outcome.times):
+    for i, t in enumerate(times):
         line = f"{t:6.3f} {values[i]:14.8f}" + (f" {fullsum[i]:14.8f}" if has_fullsum else "")
         print(line + f" {ref[i]:14.8f} {abs(best[i] - ref[i]):10.2e} {outcome.series('infidelity')[i]:11.2e}")
     print(f"max |Δ {observable}| = {np.abs(best - ref).max():.2e}"

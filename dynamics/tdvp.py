@@ -24,7 +24,9 @@ Heyl, PRL 125, 100503 (2020); 0 = exact, 1 = no progress), evaluated from θ̇ o
 one Jacobian-vector product. ``solver="snr"`` switches to NetKet's `nkx.driver.TDVPSchmitt`: the
 QGT is diagonalised and each mode k is damped by [1 + (ε_SVD σ_max/σ_k)⁶]⁻¹[1 + (ε_SNR/SNR_k)⁶]⁻¹,
 SNR_k = |ρ_k|√N_s/std(ρ_k(x)), ρ_k the force in the eigenbasis (Monte Carlo states only); the
-minimum and median SNR are recorded.
+minimum and median SNR are recorded. A checkpoint (initial and current parameters, integrator steps) is
+written at every save point; mode "resume" continues an interrupted run from it (NetKet's TDVP started at
+t0 = the checkpoint's time; a Metropolis sampler re-thermalises its chains).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import netket as nk
@@ -133,20 +136,20 @@ class TDVPSettings:
         return {"cholesky": nk.optimizer.solver.cholesky, "svd": nk.optimizer.solver.svd}[self.solver]
 
 
-def _make_driver(system: System, vstate: Any, settings: TDVPSettings):
-    """NetKet's TDVP driver (or TDVPSchmitt for the SNR filter) configured from `settings`."""
+def _make_driver(system: System, vstate: Any, settings: TDVPSettings, t0: float = 0.0):
+    """NetKet's TDVP driver (or TDVPSchmitt for the SNR filter) configured from `settings`, starting at t0."""
     if settings.solver == "snr":
         if not isinstance(vstate, nk.vqs.MCState):
             raise ValueError("the SNR filter needs a Monte Carlo state (nk.vqs.MCState); use pinv_smooth for full sums")
         return nkx.driver.TDVPSchmitt(
-            system.hamiltonian, vstate, settings.make_integrator(), propagation_type=settings.propagation,
+            system.hamiltonian, vstate, settings.make_integrator(), t0=t0, propagation_type=settings.propagation,
             holomorphic=settings.holomorphic, diag_shift=settings.diag_shift, rcond=settings.pinv_rtol,
             rcond_smooth=settings.pinv_rtol_smooth, snr_atol=settings.snr_atol, error_norm=settings.error_norm,
         )
     qgt = functools.partial(nk.optimizer.qgt.QGTJacobianDense, diag_shift=settings.diag_shift,
                             holomorphic=settings.holomorphic)
     return nkx.TDVP(
-        system.hamiltonian, vstate, settings.make_integrator(), propagation_type=settings.propagation,
+        system.hamiltonian, vstate, settings.make_integrator(), t0=t0, propagation_type=settings.propagation,
         qgt=qgt, linear_solver=settings.make_solver(), error_norm=settings.error_norm,
     )
 
@@ -222,25 +225,38 @@ def evolve_tdvp(
     result = open_result(out, mode, system, vstate, method, config, seed, ansatz)
     try:
         times = settings.times
+        checkpoint = result.load_checkpoint() if result is not None else None
+        state = {"initial": vstate.parameters, "params": vstate.parameters, "steps": 0}
+        if checkpoint is not None:
+            state = flax.serialization.from_bytes(state, checkpoint[0])
+        first = 0 if checkpoint is None else checkpoint[1]
+        initial = state["initial"]
+        vstate.parameters = initial  # the exact trajectory starts from the variational initial state
         recorder = DynamicsRecorder(system, vstate, times, result, exact and settings.propagation == "real")
-        driver = _make_driver(system, vstate, settings)
+        vstate.parameters = state["params"]
+        driver = _make_driver(system, vstate, settings, t0=float(times[first]))
         residual = _ResidualEstimator(system, vstate, settings.propagation)
-        recorder.record(0, 0.0, vstate, residual.diagnostics(driver))
-        counter = {"steps": 0}
+        if checkpoint is None:
+            recorder.record(0, 0.0, vstate, residual.diagnostics(driver))
+        counter = {"steps": int(state["steps"])}
 
         def on_stop(t, log_data, drv):
             index = int(np.argmin(np.abs(times - t)))
             if index > 0 and np.isclose(times[index], t):
                 diagnostics = {"integrator_steps": float(counter["steps"]), "dt": float(drv.dt)}
                 recorder.record(index, t, drv.state, {**diagnostics, **residual.diagnostics(drv)})
+                if result is not None:
+                    saved = {"initial": initial, "params": drv.state.parameters, "steps": counter["steps"]}
+                    result.save_checkpoint(flax.serialization.to_bytes(saved), index)
             return True
 
         class _Count(nk.callbacks.AbstractCallback):
             def on_step_end(self, step, log_data, drv):
                 counter["steps"] += 1
 
-        if settings.t_end > 0:
-            driver.run(settings.t_end, tstops=times[1:], callback=[on_stop, _Count()], show_progress=progress)
+        remaining = settings.t_end - float(times[first])
+        if remaining > 0:
+            driver.run(remaining, tstops=times[first + 1:], callback=[on_stop, _Count()], show_progress=progress)
     finally:
         if result is not None:
             result.close()

@@ -6,6 +6,7 @@ import netket as nk
 import numpy as np
 import pytest
 
+import dynamics.tdvp as tdvp_module
 from dynamics.tdvp import TDVPSettings, evolve_tdvp
 from hamiltonians import tfim
 from nqs import exact, results
@@ -98,3 +99,32 @@ def test_tdvp_residual_vanishes_for_an_exact_model_and_snr_filter_runs(tfim6):
     assert np.all(np.isfinite(out.series("snr_median"))) and 0 <= out.series("tdvp_residual")[-1] < 1
     with pytest.raises(ValueError, match="needs a Monte Carlo state"):
         evolve_tdvp(tfim6, vs, settings, progress=False)
+
+
+def test_interrupted_run_resumes_from_checkpoint(tfim6, tmp_path, monkeypatch):
+    settings = TDVPSettings(t_end=0.3, dt=0.05, n_save=4, holomorphic=True)
+    psi0 = exact.product_state(tfim6.hilbert, "x+")
+    reference = evolve_tdvp(tfim6, _state(tfim6, psi0), settings, progress=False)
+
+    path = str(tmp_path / "resume.h5")
+    real = tdvp_module._ResidualEstimator.diagnostics
+    calls = {"n": 0}
+
+    def failing(self, driver):
+        calls["n"] += 1
+        if calls["n"] == 3:  # at the second save point after t = 0
+            raise KeyboardInterrupt
+        return real(self, driver)
+
+    monkeypatch.setattr(tdvp_module._ResidualEstimator, "diagnostics", failing)
+    with pytest.raises(KeyboardInterrupt):
+        evolve_tdvp(tfim6, _state(tfim6, psi0), settings, progress=False, out=path)
+    assert results.load(path).n_rows == 2
+    monkeypatch.setattr(tdvp_module._ResidualEstimator, "diagnostics", real)
+    moved = _state(tfim6, exact.product_state(tfim6.hilbert, "neel"))  # the checkpoint overrides it
+    resumed = evolve_tdvp(tfim6, moved, settings, progress=False, out=path, mode="resume")
+    res = results.load(path)
+    np.testing.assert_allclose(res.history["time"], settings.times)
+    np.testing.assert_allclose(res.history["magnetization_x"], reference.series("magnetization_x"), atol=1e-10)
+    np.testing.assert_allclose(resumed.series("infidelity"), reference.series("infidelity")[2:], atol=1e-10)
+    assert res.history["integrator_steps"][-1] == reference.series("integrator_steps")[-1]
