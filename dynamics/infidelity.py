@@ -38,6 +38,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from dynamics.product_expansions import Stage
@@ -66,6 +67,16 @@ class RealView:
         split = self.unravel_real(vec)
         leaves = [leaf[0] + 1j * leaf[1] if c else leaf for leaf, c in zip(split, self.is_complex)]
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+
+def support_states(hilbert: Any, logpsi: LogPsi, params: Any) -> jax.Array:
+    """Every configuration of `hilbert` where |ψ_params|² > 0, for exact sums over the model's support.
+
+    Configurations outside a constraint's sector have |ψ|² = 0 exactly (masked conditionals give log ψ of
+    about −1e30); in a full sum they contribute only 0·∞ terms, so exact sums run over the support."""
+    states = np.asarray(hilbert.all_states())
+    log_psi = np.asarray(jax.jit(logpsi)(params, jnp.asarray(states)))
+    return jnp.asarray(states[np.exp(2 * log_psi.real) > 0])
 
 
 def log_amplitude_and_local_energy(logpsi: LogPsi, params: Any, operator: Any, x: jax.Array) -> tuple[jax.Array, jax.Array]:

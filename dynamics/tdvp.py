@@ -44,7 +44,7 @@ import netket as nk
 import netket.experimental as nkx
 import numpy as np
 
-from dynamics.infidelity import log_amplitude_and_local_energy
+from dynamics.infidelity import log_amplitude_and_local_energy, support_states
 from dynamics.recording import (
     DynamicsOutcome,
     DynamicsRecorder,
@@ -167,6 +167,8 @@ class _ResidualEstimator:
         def logpsi(params, x):
             return apply({"params": params, **model_state}, x)
 
+        self.logpsi = logpsi
+
         @jax.jit
         def r2(params, theta_dot, x, log_density):
             log_x, eloc = log_amplitude_and_local_energy(logpsi, params, operator, x)
@@ -182,7 +184,7 @@ class _ResidualEstimator:
         theta_dot = driver.ode()
         vs = self.vstate
         if isinstance(vs, nk.vqs.FullSumState):
-            x = jnp.asarray(vs.hilbert.all_states())
+            x = support_states(vs.hilbert, self.logpsi, vs.parameters)
             density = jnp.zeros(x.shape[0])
         else:
             x = vs.samples.reshape(-1, vs.hilbert.size)

@@ -46,6 +46,7 @@ from dynamics.infidelity import (
     log_model,
     log_overlap_ratio,
     log_target,
+    support_states,
 )
 from dynamics.product_expansions import SCHEMES, Scheme, Stage, get_scheme
 from dynamics.recording import (
@@ -164,11 +165,7 @@ class _Fitter:
         self.logpsi = logpsi
         self._jit = {}
         if self.full_sum:
-            # the sum runs over the model's support: configurations outside a constraint's sector have
-            # |ψ|² = 0 exactly (masked conditionals) and would only contribute 0·∞ terms
-            states = np.asarray(vstate.hilbert.all_states())
-            log_psi = np.asarray(jax.jit(logpsi)(vstate.parameters, states))
-            self.all_states = jnp.asarray(states[np.exp(2 * log_psi.real) > 0])
+            self.all_states = support_states(vstate.hilbert, logpsi, vstate.parameters)
             self.zero_density = jnp.zeros(self.all_states.shape[0])
 
     # -- configurations ----------------------------------------------------------------------------
