@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import flax.serialization
 import netket as nk
 import numpy as np
 
@@ -66,7 +67,37 @@ def check_hilbert(system: System, vstate: Any) -> None:
 
 
 class DynamicsRecorder:
-    """Collects one row per save time; writes it to the result file (if any) as it goes."""
+    """Collects one row per save time; writes it to the result file (if any) as it goes.
+
+    `resume` builds the recorder for a run that starts fresh or continues from the result file's
+    checkpoint, and `checkpoint` writes the run state at a save point; every method shares them.
+    """
+
+    @classmethod
+    def resume(
+        cls, system: System, vstate: Any, times: np.ndarray, result: ResultFile | None, with_exact: bool, **extra: Any
+    ) -> tuple[DynamicsRecorder, dict[str, Any], int]:
+        """(recorder, run state, index of the last save point reached).
+
+        The run state is {"initial": parameters at t = 0, "params": current parameters, **extra} (extra:
+        method state such as a damping or a step counter, given with its fresh value): the checkpoint's if
+        the result file holds one, else fresh. The exact trajectory starts from the *initial* variational
+        state; on return `vstate` holds the current parameters.
+        """
+        state = {"initial": vstate.parameters, "params": vstate.parameters, **extra}
+        checkpoint = result.load_checkpoint() if result is not None else None
+        first = 0
+        if checkpoint is not None:
+            state, first = flax.serialization.from_bytes(state, checkpoint[0]), checkpoint[1]
+        vstate.parameters = state["initial"]
+        recorder = cls(system, vstate, times, result, with_exact)
+        vstate.parameters = state["params"]
+        return recorder, state, first
+
+    def checkpoint(self, state: dict[str, Any], index: int) -> None:
+        """Write the run state (see `resume`) reached at save point `index` to the result file, if any."""
+        if self.result is not None:
+            self.result.save_checkpoint(flax.serialization.to_bytes(state), index)
 
     def __init__(self, system: System, vstate: Any, times: np.ndarray, result: ResultFile | None, with_exact: bool):
         self.system = system

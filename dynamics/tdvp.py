@@ -37,7 +37,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import netket as nk
@@ -227,18 +226,11 @@ def evolve_tdvp(
     result = open_result(out, mode, system, vstate, method, config, seed, ansatz)
     try:
         times = settings.times
-        checkpoint = result.load_checkpoint() if result is not None else None
-        state = {"initial": vstate.parameters, "params": vstate.parameters, "steps": 0}
-        if checkpoint is not None:
-            state = flax.serialization.from_bytes(state, checkpoint[0])
-        first = 0 if checkpoint is None else checkpoint[1]
-        initial = state["initial"]
-        vstate.parameters = initial  # the exact trajectory starts from the variational initial state
-        recorder = DynamicsRecorder(system, vstate, times, result, exact and settings.propagation == "real")
-        vstate.parameters = state["params"]
+        with_exact = exact and settings.propagation == "real"
+        recorder, state, first = DynamicsRecorder.resume(system, vstate, times, result, with_exact, steps=0)
         driver = _make_driver(system, vstate, settings, t0=float(times[first]))
         residual = _ResidualEstimator(system, vstate, settings.propagation)
-        if checkpoint is None:
+        if first == 0:
             recorder.record(0, 0.0, vstate, residual.diagnostics(driver))
         counter = {"steps": int(state["steps"])}
 
@@ -247,9 +239,7 @@ def evolve_tdvp(
             if index > 0 and np.isclose(times[index], t):
                 diagnostics = {"integrator_steps": float(counter["steps"]), "dt": float(drv.dt)}
                 recorder.record(index, t, drv.state, {**diagnostics, **residual.diagnostics(drv)})
-                if result is not None:
-                    saved = {"initial": initial, "params": drv.state.parameters, "steps": counter["steps"]}
-                    result.save_checkpoint(flax.serialization.to_bytes(saved), index)
+                recorder.checkpoint({**state, "params": drv.state.parameters, "steps": counter["steps"]}, index)
             return True
 
         class _Count(nk.callbacks.AbstractCallback):

@@ -32,7 +32,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import netket as nk
@@ -299,17 +298,10 @@ def evolve_teng(
     result = open_result(out, mode, system, vstate, method, config, seed, ansatz)
     try:
         times = settings.times
-        checkpoint = result.load_checkpoint() if result is not None else None
-        state = {"initial": vstate.parameters, "params": vstate.parameters, "damping": settings.damping}
-        if checkpoint is not None:
-            state = flax.serialization.from_bytes(state, checkpoint[0])
-        initial = state["initial"]
-        vstate.parameters = initial
         with_exact = exact and settings.propagation == "real"
-        recorder = DynamicsRecorder(system, vstate, times, result, with_exact)
-        first = 0 if checkpoint is None else checkpoint[1]
-        vstate.parameters = state["params"]
-        if checkpoint is None:
+        recorder, state, first = DynamicsRecorder.resume(system, vstate, times, result, with_exact,
+                                                         damping=settings.damping)
+        if first == 0:
             recorder.record(0, 0.0, vstate)
         fitter = _Fitter(system, vstate, settings)
         every = settings.n_steps // (settings.n_save - 1)
@@ -332,9 +324,7 @@ def evolve_teng(
                 "rejections": float(sum(r.rejections for r in reports)),
                 "damping": damping,
             })
-            if result is not None:
-                state = {"initial": initial, "params": params, "damping": damping}
-                result.save_checkpoint(flax.serialization.to_bytes(state), index)
+            recorder.checkpoint({**state, "params": params, "damping": damping}, index)
         bar.close()
     finally:
         if result is not None:
