@@ -19,7 +19,7 @@ import numpy as np
 
 from dynamics.product_expansions import SCHEMES
 from dynamics.recording import DynamicsOutcome
-from dynamics.tdvp import INTEGRATORS, SOLVERS, TDVPSettings, evolve_tdvp
+from dynamics.tdvp import ERROR_NORMS, INTEGRATORS, SOLVERS, TDVPSettings, evolve_tdvp
 from dynamics.teng import TENGSettings, evolve_teng
 from nqs import results, vmc
 from nqs.scripting import config_of
@@ -30,7 +30,7 @@ def add_dynamics_options(
     parser: argparse.ArgumentParser, *, T: float, dt: float, n_save: int, samples: int, method: str = "tdvp"
 ) -> None:
     """--method tdvp|teng, --T, --dt, --n-save, --samples (0: full sum), TDVP --integrator/--solver/--diag-shift/
-    --rtol-smooth, TENG --scheme/--max-iterations."""
+    --rtol-smooth and the adaptive step control --rtol/--atol/--error-norm, TENG --scheme/--max-iterations."""
     group = parser.add_argument_group("time evolution")
     group.add_argument("--method", choices=("tdvp", "teng"), default=method)
     group.add_argument("--T", type=float, default=T, help="final time")
@@ -43,6 +43,10 @@ def add_dynamics_options(
     group.add_argument("--diag-shift", type=float, default=0.0, help="TDVP diagonal shift of the QGT")
     group.add_argument("--rtol-smooth", type=float, default=1e-10,
                        help="TDVP smooth pseudo-inverse cut-off relative to the largest QGT eigenvalue")
+    group.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance of RK23/RK45")
+    group.add_argument("--atol", type=float, default=1e-6, help="absolute tolerance of RK23/RK45")
+    group.add_argument("--error-norm", default="euclidean", choices=ERROR_NORMS,
+                       help="norm of the RK23/RK45 step control (qgt: √(δθ† S δθ), parameterisation invariant)")
     group.add_argument("--scheme", default="heun", choices=sorted(SCHEMES), help="TENG target scheme")
     group.add_argument("--max-iterations", type=int, default=20, help="TENG fit iterations per stage")
 
@@ -97,6 +101,7 @@ def run_quench(
         settings = TDVPSettings(
             t_end=args.T, dt=args.dt, n_save=args.n_save, integrator=args.integrator, diag_shift=args.diag_shift,
             solver=args.solver, pinv_rtol_smooth=args.rtol_smooth, holomorphic=True if args.ansatz == "rbm" else None,
+            rtol=args.rtol, atol=args.atol, error_norm=args.error_norm,
         )
         evolve = evolve_tdvp
     else:

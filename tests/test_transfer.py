@@ -36,6 +36,7 @@ def test_transfer_copies_weights_and_interpolates_site_tables():
     np.testing.assert_array_equal(small.apply({"params": same}, x), small.apply({"params": ps}, x))
 
 
+@pytest.mark.slow  # 30 VMC steps: an accuracy check; the weight copy itself is tested by the default suite
 def test_transferred_start_is_better_than_a_random_one():
     settings = VMCSettings(n_steps=30, n_samples=256, learning_rate=0.05, solver="minsr", n_samples_final=256)
     small = dataclasses.replace(tfim(6, h=1.0), observables={})
