@@ -72,6 +72,7 @@ import netket as nk
 import netket.experimental as nkx
 import numpy as np
 import optax
+from tqdm.auto import tqdm
 import scipy.linalg
 from jax.flatten_util import ravel_pytree
 
@@ -728,6 +729,7 @@ def evolve_trapezoid(
     seed: int = 0,
     ansatz: Mapping[str, Any] | None = None,
     exact: bool = True,
+    progress: bool = True,
 ) -> PovmOutcome:
     """Lindblad dynamics of the POVM distribution by the forward–backward trapezoid (Luo et al., PRL 128,
     090501 (2022)): per step, min_θ' Σ_a |P_θ' − (dt/2) L P_θ' − P_θ − (dt/2) L P_θ| by Adam (module docstring).
@@ -741,6 +743,7 @@ def evolve_trapezoid(
         rho0: initial density matrix of the exact reference (default ρ(P_θ(0)), N ≤ 9, the 3×3 lattice).
         out, mode, config, seed, ansatz: result file (kind "dynamics") and its metadata.
         exact: compute the exact `mesolve` reference (N ≤ 9).
+        progress: show a progress bar over the time steps.
 
     Rows per save time: observables, purity, reduced-ρ minimum eigenvalues, exact comparisons, and
     ``step_loss`` (final L1 residual of the last step), ``max_step_loss`` and ``mean_step_loss`` since
@@ -763,10 +766,12 @@ def evolve_trapezoid(
         step = _make_trapezoid_step(ctx, settings)
         save_every, h = settings.steps_per_save, settings.step_size
         losses, first = [], []
-        for n in range(1, settings.n_steps + 1):
+        bar = tqdm(range(1, settings.n_steps + 1), disable=not progress, desc="POVM trapezoid")
+        for n in bar:
             key, sub = jax.random.split(key)
             params, initial, final = step(params, sub)
             final = float(final)
+            bar.set_postfix(t=f"{n * h:.4g}", loss=f"{final:.2e}", refresh=False)
             if not math.isfinite(final):
                 raise FloatingPointError(f"trapezoid step {n}: the residual is {final}; the optimisation diverged")
             losses.append(final)
@@ -792,6 +797,12 @@ def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
     def log_p(flat, a):
         return ctx.log_prob(unravel(flat), a)
 
+    def jacobian(flat, a):
+        """Rows ∂ log P(a_i)/∂θ as a vmap of per-string gradients: `jax.jacrev` of the batched log P pulls
+        every one of the B cotangents back through the whole batch, O(B²) work (28 s instead of 0.09 s
+        for 1024 samples of a 3×3 POVM Transformer with 3604 parameters)."""
+        return jax.vmap(jax.grad(lambda f, x: log_p(f, x[None])[0]), in_axes=(None, 0))(flat, a)
+
     def solve(S, F):
         if settings.solver == "pinv_smooth":
             x, _ = nk.optimizer.solver.pinv_smooth(S, F, rtol=settings.pinv_rtol, rtol_smooth=settings.pinv_rtol_smooth)
@@ -804,7 +815,7 @@ def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
         if ctx.full_sum:
             a = jnp.asarray(ctx.outcomes)
             P = jnp.exp(log_p(flat, a))
-            O = jax.jacrev(log_p)(flat, a)  # (4^N, n_params)
+            O = jacobian(flat, a)  # (4^N, n_params)
             Oc = O - P @ O
             LP = apply_lindbladian(ctx.lindbladian, P)
             S = Oc.T @ (P[:, None] * Oc)
@@ -814,7 +825,7 @@ def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
         else:
             a = ctx.sample(unravel(flat), key, ctx.n_samples)
             log_pa = log_p(flat, a)
-            O = jax.jacrev(log_p)(flat, a)
+            O = jacobian(flat, a)
             Oc = O - O.mean(0)
             L_loc = ctx.lp_ratios(unravel(flat), a, log_pa)
             weights = jnp.full(a.shape[0], 1.0 / a.shape[0])
@@ -842,6 +853,7 @@ def evolve_povm_tdvp(
     seed: int = 0,
     ansatz: Mapping[str, Any] | None = None,
     exact: bool = True,
+    progress: bool = True,
 ) -> PovmOutcome:
     """Lindblad dynamics of the POVM distribution by TDVP (Reh, Schmitt, Gärttner, PRL 127, 230501 (2021)):
     Cov(O, O) θ̇ = Cov(O, L_loc), O_k = ∂ log P_θ/∂θ_k, integrated with NetKet's Runge–Kutta integrators.
@@ -880,10 +892,14 @@ def evolve_povm_tdvp(
             f, solver, 0.0, flat0, use_adaptive=solver.adaptive, parameters=solver.integrator_params,
         )
         n_steps = 0
+        bar = tqdm(total=float(times[-1]), disable=not progress, desc="POVM-TDVP", unit="time",
+                   bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}{postfix}]")
         for index, t_save in enumerate(times[1:], start=1):
             while float(integrator.t) < t_save - 1e-12 * max(1.0, t_save):
+                t_before = float(integrator.t)
                 integrator.step(max_dt=t_save - float(integrator.t))
                 n_steps += 1
+                bar.update(float(integrator.t) - t_before)
                 if integrator.errors:
                     raise RuntimeError(f"POVM-TDVP integrator at t = {float(integrator.t):.6g}: {integrator.errors.message()}")
                 if not bool(jnp.all(jnp.isfinite(integrator.y))):
@@ -891,6 +907,7 @@ def evolve_povm_tdvp(
             recorder.record(index, float(t_save), unravel(integrator.y), next_key(), {
                 "tdvp_residual": last["residual"], "integrator_steps": float(n_steps), "dt": float(integrator.dt),
             }, exact_index=index)
+        bar.close()
         _set_parameters(vstate, unravel(integrator.y))
     finally:
         if result is not None:
@@ -927,6 +944,7 @@ def find_steady_state(
     seed: int = 0,
     ansatz: Mapping[str, Any] | None = None,
     exact: bool = True,
+    progress: bool = True,
 ) -> PovmOutcome:
     """Variational steady state (Luo et al., PRL 128, 090501 (2022)): min_θ ‖L P_θ‖₁ = E_{a∼P_θ}|L_loc(a)|
     by Adam, keeping the best checkpoint by a large-sample (full sum: exact) loss after `eval_after`.
@@ -978,11 +996,14 @@ def find_steady_state(
         best = _as_jit_output((jnp.asarray(jnp.inf), jnp.asarray(-1), params))
         evaluated = (math.inf, -1, params)
         it = 0
+        bar = tqdm(total=settings.n_iter, disable=not progress, desc="POVM steady state")
         while it < settings.n_iter:
             length = min(settings.eval_every, settings.n_iter - it)
             params, opt_state, key, best, values = chunk(params, opt_state, key, length, it, best)
             it += length
+            bar.update(length)
             row = {"step": float(it), "loss": float(jnp.mean(values)), "learning_rate": float(lr_at(it - 1))}
+            bar.set_postfix(loss=f"{row['loss']:.3e}", refresh=False)
             if not math.isfinite(row["loss"]):
                 raise FloatingPointError(f"steady state, iteration {it}: the loss is {row['loss']}")
             if it > settings.eval_after or it == settings.n_iter:
@@ -996,6 +1017,7 @@ def find_steady_state(
             recorder.rows.append(row)
             if result is not None:
                 result.append(row)
+        bar.close()
         best_loss, best_step, params = evaluated
         if float(best[0]) < best_loss:
             best_loss, best_step, params = float(best[0]), int(best[1]), best[2]

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
             seed=args.seed,
         )
         outcome = find_steady_state(system, vstate, settings, povm=povm, out=str(args.out), mode=args.mode,
-                                    config=config_of(args), seed=args.seed)
+                                    config=config_of(args), seed=args.seed, progress=not args.quiet)
     else:
         settings = NDMSettings(n_steps=args.steps, alpha=args.alpha, beta=args.alpha, n_samples=args.ndm_samples,
                                learning_rate=args.ndm_lr, lr_schedule="cosine", lr_final=args.ndm_lr / 10,

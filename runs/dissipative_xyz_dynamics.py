@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> results.Result:
         settings = PovmTDVPSettings(**common)
         evolve = evolve_povm_tdvp
     outcome = evolve(system, vstate, settings, povm=povm, rho0=rho0, out=str(args.out), mode=args.mode,
-                     config=config_of(args), seed=args.seed)
+                     config=config_of(args), seed=args.seed, progress=not args.quiet)
     result = results.load(args.out)
     print(f"\ndissipative XYZ {args.L}x{args.L} Jx={args.Jx} Jy={args.Jy} Jz={args.Jz} gamma={args.gamma}, "
           f"{args.method}, strings={args.strings}, n_parameters={result.ansatz.get('n_parameters')}, "
