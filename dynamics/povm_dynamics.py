@@ -72,9 +72,9 @@ import netket as nk
 import netket.experimental as nkx
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 import scipy.linalg
 from jax.flatten_util import ravel_pytree
+from tqdm.auto import tqdm
 
 from nqs import exact
 from nqs.exact import MAX_OPEN_SITES

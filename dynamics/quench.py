@@ -22,7 +22,7 @@ from dynamics.recording import DynamicsOutcome
 from dynamics.tdvp import ERROR_NORMS, INTEGRATORS, SOLVERS, TDVPSettings, evolve_tdvp
 from dynamics.teng import TENGSettings, evolve_teng
 from nqs import results, vmc
-from nqs.scripting import config_of
+from nqs.scripting import config_of, is_holomorphic
 from nqs.system import System
 
 
@@ -80,7 +80,7 @@ def ground_state_variables(system: System, model: Any, args: argparse.Namespace,
     n_samples = 0 if full_sum else min(max(args.samples, 1024), 2048)
     settings = VMCSettings(n_steps=steps, n_samples=n_samples, learning_rate=0.02, solver="sr" if full_sum else "minsr",
                            lr_schedule="cosine", lr_final=0.002, diag_shift=1e-3 if full_sum else 1e-4,
-                           n_samples_final=n_samples)
+                           n_samples_final=n_samples, holomorphic=is_holomorphic(args))
     energy_only = dataclasses.replace(system, observables={})  # the quench records the observables
     outcome = ground_state(energy_only, model, settings, seed=args.seed, progress=not args.quiet)
     if outcome.relative_error is not None:
@@ -100,7 +100,7 @@ def run_quench(
     if args.method == "tdvp":
         settings = TDVPSettings(
             t_end=args.T, dt=args.dt, n_save=args.n_save, integrator=args.integrator, diag_shift=args.diag_shift,
-            solver=args.solver, pinv_rtol_smooth=args.rtol_smooth, holomorphic=True if args.ansatz == "rbm" else None,
+            solver=args.solver, pinv_rtol_smooth=args.rtol_smooth, holomorphic=is_holomorphic(args),
             rtol=args.rtol, atol=args.atol, error_norm=args.error_norm,
         )
         evolve = evolve_tdvp

@@ -113,6 +113,12 @@ def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None,
     return Symmetrized(model, group, spin_flip=spin_flip)
 
 
+def is_holomorphic(args: argparse.Namespace) -> bool | None:
+    """True for the ansatz chosen in `args` when it is holomorphic in complex parameters (``rbm``), so SR and
+    TDVP can build the QGT from the complex Jacobian; None (NetKet decides) for the autoregressive ansätze."""
+    return True if args.ansatz == "rbm" else None
+
+
 def _rbm(args: argparse.Namespace, system):
     import netket as nk
     import numpy as np

@@ -76,6 +76,10 @@ class VMCSettings:
             `diag_shift_final` over the run when that is given).
         diag_shift_final: final ε of an exponentially decaying shift, or None for a constant one.
         solver: "sr" (VMC + SR preconditioner) or "minsr" (VMC_SR in sample space).
+        holomorphic: True for a holomorphic complex-parameter model (NetKet's `RBM`, `RBMSymm`): the S matrix /
+            NTK is built from the complex Jacobian (n_params complex columns instead of 2 n_params real ones).
+            None lets NetKet treat complex parameters as pairs of real ones, which is right for any model. A
+            speed hint for the "sr" solver only: NetKet's `VMC_SR` ("minsr") has no holomorphic mode.
         energy_tol: stop when |E - target| / |target| < energy_tol (needs a target energy).
         variance_tol: stop when Var(E_loc)/E² < variance_tol.
         checkpoint_every: write a checkpoint every this many steps (and at the end).
@@ -92,6 +96,7 @@ class VMCSettings:
     diag_shift: float = 1e-3
     diag_shift_final: float | None = None
     solver: str = "sr"
+    holomorphic: bool | None = None
     energy_tol: float | None = None
     variance_tol: float | None = None
     checkpoint_every: int = 10
@@ -203,7 +208,7 @@ def _make_driver(system: System, vstate, settings: VMCSettings):
         system.hamiltonian,
         optimizer,
         variational_state=vstate,
-        preconditioner=nk.optimizer.SR(diag_shift=settings.diag_shift_schedule()),
+        preconditioner=nk.optimizer.SR(diag_shift=settings.diag_shift_schedule(), holomorphic=settings.holomorphic),
     )
 
 

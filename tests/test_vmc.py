@@ -1,13 +1,16 @@
 """VMC ground-state driver: accuracy against ED, resume, stop criteria, bad input."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax.numpy as jnp
 import netket as nk
 import numpy as np
 import pytest
+from jax.flatten_util import ravel_pytree
 
 from ansatze import ARTransformer
-from hamiltonians import heisenberg
+from hamiltonians import heisenberg, tfim
 from nqs import results
 from nqs.vmc import NonFiniteError, VMCSettings, ground_state
 
@@ -129,3 +132,17 @@ def test_full_sum_vmc_leaves_the_neel_product_state(tmp_path):
     assert results.load(tmp_path / "neel6.h5").history["energy"][-1] == pytest.approx(float(out.energy.mean.real))
     with pytest.raises(ValueError, match="minsr"):
         VMCSettings(n_samples=0, solver="minsr")
+
+
+def test_holomorphic_sr_gives_the_same_steps_for_the_rbm():
+    """For a holomorphic model the complex QGT is the real-pair one in other coordinates: the same updates."""
+    system = dataclasses.replace(tfim(4, h=1.0), observables={})
+    params = []
+    for holomorphic in (None, True):
+        settings = VMCSettings(n_steps=3, n_samples=0, learning_rate=0.05, solver="sr", diag_shift=1e-2,
+                               n_samples_final=0, holomorphic=holomorphic)
+        model = nk.models.RBM(alpha=1, param_dtype=complex)
+        params.append(ground_state(system, model, settings, seed=0, progress=False).state.parameters)
+    for a, b in zip(*(ravel_pytree(p)[0] for p in params), strict=True):
+        assert a != 0
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
