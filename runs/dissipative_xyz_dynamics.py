@@ -58,7 +58,6 @@ def main(argv: list[str] | None = None) -> results.Result:
     tdvp_opts.add_argument("--integrator", default="RK4", help="Euler, Heun, RK4 (fixed step), RK23 or RK45")
     tdvp_opts.add_argument("--rtol-smooth", type=float, default=1e-8,
                            help="smooth pseudo-inverse cut-off relative to the largest eigenvalue of S")
-    tdvp_opts.add_argument("--diag-shift", type=float, default=1e-6)
     args = parser.parse_args(argv)
     if args.quick:
         args.L, args.T, args.dt, args.n_save, args.samples, args.features = 2, 0.1, 0.05, 3, 256, 8
@@ -81,8 +80,7 @@ def main(argv: list[str] | None = None) -> results.Result:
         settings = TrapezoidSettings(n_iter=args.iterations, learning_rate=args.lr, **common)
         evolve = evolve_trapezoid
     else:
-        settings = PovmTDVPSettings(integrator=args.integrator, pinv_rtol_smooth=args.rtol_smooth,
-                                    diag_shift=args.diag_shift, **common)
+        settings = PovmTDVPSettings(integrator=args.integrator, pinv_rtol_smooth=args.rtol_smooth, **common)
         evolve = evolve_povm_tdvp
     outcome = evolve(system, vstate, settings, povm=povm, rho0=rho0, out=str(args.out), mode=args.mode,
                      config=config_of(args), seed=args.seed, progress=not args.quiet)
