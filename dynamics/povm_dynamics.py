@@ -343,14 +343,17 @@ class _Povm:
         x, _ = self.sampler.sample(self.model, variables, state=state, chain_length=chain)
         return x.reshape(-1, self.n_sites)[:n].astype(jnp.int32)
 
-    def lp_ratios(self, params, a, log_p_ref, max_configs: int = LP_CHUNK_CONFIGS):
+    def lp_ratios(self, params, a, log_p_ref, max_configs: int = LP_CHUNK_CONFIGS, log_p_a=None):
         """Σ_b L_ab P_θ(b) / exp(log_p_ref(a)) for outcome strings a (B, N).
 
-        The B·n_conn connected strings go through the model in chunks of about `max_configs` under
+        The diagonal b = a needs log P_θ(a) only (`log_p_a` when the caller has it). The B·n_moves
+        off-diagonal strings go through the model in chunks of about `max_configs` under
         `jax.checkpoint`, so a gradient stores one chunk's activations instead of all of them (at N = 8
         with 2048 samples the unchunked gradient of a 2-layer Transformer needed > 16 GB).
         """
-        conns, mels = self.lindbladian.connected(a)
+        diagonal, conns, mels = self.lindbladian.connected(a)
+        if log_p_a is None:
+            log_p_a = self.log_prob(params, a)
         b, c = mels.shape
         n = self.n_sites
 
@@ -359,18 +362,20 @@ class _Povm:
             log_pb = self.log_prob(params, conns_k.reshape(-1, n)).reshape(mels_k.shape)
             return jnp.sum(mels_k * jnp.exp(log_pb - ref_k[:, None]), axis=1)
 
-        per_chunk = max(1, max_configs // c)
+        per_chunk = max(1, max_configs // max(c, 1))
         if b <= per_chunk:
-            return ratios((conns, mels, log_p_ref))
-        n_chunks = -(-b // per_chunk)
-        pad = n_chunks * per_chunk - b
+            off = ratios((conns, mels, log_p_ref))
+        else:
+            n_chunks = -(-b // per_chunk)
+            pad = n_chunks * per_chunk - b
 
-        def chunks(x):
-            x = jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]) if pad else x
-            return x.reshape((n_chunks, per_chunk) + x.shape[1:])
+            def chunks(x):
+                x = jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]) if pad else x
+                return x.reshape((n_chunks, per_chunk) + x.shape[1:])
 
-        out = jax.lax.map(jax.checkpoint(ratios), (chunks(conns), chunks(mels), chunks(log_p_ref)))
-        return out.reshape(-1)[:b]
+            off = jax.lax.map(jax.checkpoint(ratios), (chunks(conns), chunks(mels), chunks(log_p_ref)))
+            off = off.reshape(-1)[:b]
+        return diagonal * jnp.exp(log_p_a - log_p_ref) + off
 
 
 def _make_context(system: System, vstate: Any, povm: POVM | None) -> _Povm:
@@ -690,8 +695,9 @@ def _trapezoid_loss(ctx: _Povm, dt: float):
         a = ctx.sample(jax.lax.stop_gradient(p_new), key, ctx.n_samples)
         log_new = ctx.log_prob(p_new, a)
         ref = jax.lax.stop_gradient(log_new)  # the sampling density, held fixed
-        new = jnp.exp(log_new - ref) - half * ctx.lp_ratios(p_new, a, ref)
-        old = jnp.exp(ctx.log_prob(p_old, a) - ref) + half * ctx.lp_ratios(p_old, a, ref)
+        new = jnp.exp(log_new - ref) - half * ctx.lp_ratios(p_new, a, ref, log_p_a=log_new)
+        log_old = ctx.log_prob(p_old, a)
+        old = jnp.exp(log_old - ref) + half * ctx.lp_ratios(p_old, a, ref, log_p_a=log_old)
         return jnp.mean(jnp.abs(new - old))
     return loss
 
@@ -827,7 +833,7 @@ def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
             log_pa = log_p(flat, a)
             O = jacobian(flat, a)
             Oc = O - O.mean(0)
-            L_loc = ctx.lp_ratios(unravel(flat), a, log_pa)
+            L_loc = ctx.lp_ratios(unravel(flat), a, log_pa, log_p_a=log_pa)
             weights = jnp.full(a.shape[0], 1.0 / a.shape[0])
             S = Oc.T @ Oc / a.shape[0]
             F = Oc.T @ (L_loc - L_loc.mean()) / a.shape[0]
@@ -926,8 +932,8 @@ def _steady_loss(ctx: _Povm, n_samples: int):
 
     def loss(p, key):
         a = ctx.sample(jax.lax.stop_gradient(p), key, n_samples)
-        ref = jax.lax.stop_gradient(ctx.log_prob(p, a))
-        values = jnp.abs(ctx.lp_ratios(p, a, ref))
+        log_p = ctx.log_prob(p, a)
+        values = jnp.abs(ctx.lp_ratios(p, a, jax.lax.stop_gradient(log_p), log_p_a=log_p))
         return jnp.mean(values), values
     return loss
 

@@ -76,11 +76,14 @@ def test_connected_elements_reproduce_dense_action(tfi4):
     rng = np.random.default_rng(2)
     P = rng.random(4**4)
     a = rng.integers(0, 4, size=(50, 4))
-    conf, mels = lp.connected(a)
+    diagonal, conf, mels = lp.connected(a)
     flat = lambda c: np.asarray(c) @ (4 ** np.arange(3, -1, -1))
-    estimate = np.sum(np.asarray(mels) * P[flat(conf)], axis=1)
+    assert not np.any(np.all(np.asarray(conf) == a[:, None, :], axis=-1))  # b = a only in the diagonal
+    estimate = np.asarray(diagonal) * P[flat(a)] + np.sum(np.asarray(mels) * P[flat(conf)], axis=1)
     np.testing.assert_allclose(estimate, (lp.to_dense() @ P)[flat(a)], atol=1e-12)
-    assert lp.max_conn_size < 4 * 16 + 4 * 4  # zeros dropped
+    # each string b ≠ a is listed once: 4 single-site changes × 3 + 4 bonds' two-site changes × 9 (PBC ring)
+    assert lp.max_conn_size == 4 * 3 + 4 * 9
+    assert len({tuple(row) for row in np.asarray(conf[0])}) == lp.max_conn_size
 
 
 def test_single_qubit_dephasing_analytic():
