@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmark scripts: environment set-up, timing, memory, machine description, output.
+"""Shared helpers of the benchmark scripts: environment set-up, timing, machine description, output.
 
 Imported by `benchmarks/vmc_step.py` and `benchmarks/sampling_scaling.py` (run as scripts from the
 repository root, so this module is found next to them on `sys.path`).
@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,65 +51,6 @@ def summary(times: list[float]) -> dict[str, Any]:
         "max": max(times),
         "all": list(times),
     }
-
-
-def _rss_bytes() -> int | None:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-class PeakMemory:
-    """Peak memory while the `with` block runs.
-
-    * ``device_peak_bytes``: the device allocator's ``peak_bytes_in_use`` from `jax.Device.memory_stats()`
-      (GPU/TPU; XLA's CPU client returns None, so it is None on CPU);
-    * ``rss_peak_delta_bytes``: the process resident set size sampled from /proc/self/statm every
-      `interval` s by a background thread, peak during the block minus the value at its start (Linux);
-    * ``ru_maxrss_bytes``: the process-lifetime peak RSS from getrusage at the end (monotone, so it only
-      bounds the block from above).
-    """
-
-    def __init__(self, interval: float = 0.002):
-        self.interval = interval
-        self.result: dict[str, Any] = {}
-
-    def __enter__(self):
-        self._stop = threading.Event()
-        self._base = _rss_bytes()
-        self._peak = self._base or 0
-        dev = jax.devices()[0]
-        stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
-        self._dev_start = None if not stats else stats.get("peak_bytes_in_use")
-        if self._base is not None:
-            self._thread = threading.Thread(target=self._poll, daemon=True)
-            self._thread.start()
-        return self
-
-    def _poll(self):
-        while not self._stop.is_set():
-            rss = _rss_bytes()
-            if rss is not None and rss > self._peak:
-                self._peak = rss
-            time.sleep(self.interval)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        if self._base is not None:
-            self._thread.join()
-        dev = jax.devices()[0]
-        stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
-        self.result = {
-            "device_peak_bytes": None if not stats else stats.get("peak_bytes_in_use"),
-            "rss_peak_delta_bytes": None if self._base is None else max(self._peak - self._base, 0),
-            "rss_start_bytes": self._base,
-            "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            "method": "device memory_stats peak_bytes_in_use when available, else peak-minus-start RSS "
-            f"polled from /proc/self/statm every {self.interval:.3g} s",
-        }
-        return False
 
 
 def machine() -> dict[str, Any]:

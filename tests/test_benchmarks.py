@@ -21,7 +21,9 @@ def test_vmc_step_benchmark_times_every_phase_and_reports_ratios(tmp_path):
     assert not data["failures"]
     for row in data["results"]:
         assert all(row["time_s"][p]["median"] > 0 for p in ("sample", "local_energy", "gradient", "sr_solve"))
-        assert row["step_s"] > 0 and row["memory"]["rss_peak_delta_bytes"] is not None
+        assert row["step_s"] > 0 and row["memory"]["temp"] > 0
+        assert row["memory"]["peak_bytes"] >= row["memory"]["argument"] + row["memory"]["temp"]
+    assert data["ratios"][0]["memory"] > 0
     assert "rnn/gru" in stdout
 
 
