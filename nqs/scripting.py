@@ -60,6 +60,24 @@ def add_ansatz_options(
     group.add_argument("--symmetry", choices=SYMMETRIES, default="none",
                        help="symmetrise |ψ|² over the lattice's translations, point group or space group")
     group.add_argument("--spin-flip", action="store_true", help="also symmetrise over the global spin flip")
+    add_dtype_option(group)
+
+
+def add_dtype_option(group) -> None:
+    """--dtype float64|float32: precision of the parameters and activations (float32 runs the Transformer's
+    forward pass ~1.7× faster on a CPU; log ψ then carries ~1e-7 relative rounding)."""
+    group.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                       help="parameter/activation precision of the ansatz (default %(default)s)")
+
+
+def param_dtype(args: argparse.Namespace, *, complex_: bool = False):
+    """The numpy dtype chosen by --dtype (its complex counterpart for complex-parameter models)."""
+    import numpy as np
+
+    name = getattr(args, "dtype", "float64")
+    if complex_:
+        return np.complex64 if name == "float32" else np.complex128
+    return np.dtype(name).type
 
 
 def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None, phase: bool = True,
@@ -84,7 +102,7 @@ def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None,
         return _rbm(args, system)
 
     common = {"constraint": system.constraint, "phase": phase, "initial_distribution": initial_distribution,
-              "sign_sites": sign_sites}
+              "sign_sites": sign_sites, "param_dtype": param_dtype(args)}
     extent = getattr(system.graph, "extent", None)
     shape = tuple(int(v) for v in extent) if extent is not None and len(extent) == 2 else None
     order = getattr(args, "order", None)
@@ -133,9 +151,9 @@ def _rbm(args: argparse.Namespace, system):
                          "(its Metropolis sampler leaves the sector); use an autoregressive ansatz")
     symmetry = getattr(args, "symmetry", "none")
     if symmetry == "none":
-        return nk.models.RBM(alpha=args.alpha, param_dtype=complex)
+        return nk.models.RBM(alpha=args.alpha, param_dtype=param_dtype(args, complex_=True))
     group = HashableArray(np.asarray(symmetry_group(system.graph, symmetry)))
-    return nk.models.RBMSymm(symmetries=group, alpha=args.alpha, param_dtype=complex)
+    return nk.models.RBMSymm(symmetries=group, alpha=args.alpha, param_dtype=param_dtype(args, complex_=True))
 
 
 def build_povm_state(args: argparse.Namespace, n_sites: int, site_rho, paths=None):
@@ -153,7 +171,7 @@ def build_povm_state(args: argparse.Namespace, n_sites: int, site_rho, paths=Non
     hi = nk.hilbert.Fock(n_max=3, N=n_sites)
     start = tuple(float(p) for p in probabilities(np.asarray(site_rho, dtype=complex), POVM.tetrahedral(), 1))
     model = ARTransformer(hi, layers=args.layers, features=args.features, heads=args.heads, phase=False,
-                          machine_pow=1, initial_distribution=start)
+                          machine_pow=1, initial_distribution=start, param_dtype=param_dtype(args))
     if paths is not None:
         model = StringStates(model, paths)
     if args.samples == 0:

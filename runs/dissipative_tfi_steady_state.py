@@ -28,7 +28,12 @@ from dynamics.povm_dynamics import SteadyStateSettings, find_steady_state
 from hamiltonians import dissipative_tfi
 from nqs import results
 from nqs.povm import POVM
-from nqs.scripting import build_povm_state, config_of, experiment_parser
+from nqs.scripting import (
+    add_dtype_option,
+    build_povm_state,
+    config_of,
+    experiment_parser,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     povm_opts.add_argument("--layers", type=int, default=2)
     povm_opts.add_argument("--features", type=int, default=16)
     povm_opts.add_argument("--heads", type=int, default=2)
+    add_dtype_option(povm_opts)
     povm_opts.add_argument("--strings", choices=FAMILIES_1D, default="chain", help="String-State orderings")
     povm_opts.add_argument("--samples", type=int, default=4096, help="samples per iteration (0: exact sum)")
     povm_opts.add_argument("--iterations", type=int, default=1500)

@@ -29,7 +29,12 @@ from dynamics.povm_dynamics import (
 from hamiltonians import dissipative_xyz
 from nqs import exact, results
 from nqs.povm import POVM
-from nqs.scripting import build_povm_state, config_of, experiment_parser
+from nqs.scripting import (
+    add_dtype_option,
+    build_povm_state,
+    config_of,
+    experiment_parser,
+)
 
 
 def main(argv: list[str] | None = None) -> results.Result:
@@ -49,6 +54,7 @@ def main(argv: list[str] | None = None) -> results.Result:
     model_opts.add_argument("--layers", type=int, default=1)
     model_opts.add_argument("--features", type=int, default=16)
     model_opts.add_argument("--heads", type=int, default=2)
+    add_dtype_option(model_opts)
     model_opts.add_argument("--strings", choices=("none",) + FAMILIES_2D, default="none",
                             help="String-State orderings (none: one raster path)")
     trap_opts = parser.add_argument_group("trapezoid")

@@ -3,6 +3,7 @@
 import dataclasses
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import netket as nk
 import numpy as np
@@ -146,3 +147,24 @@ def test_holomorphic_sr_gives_the_same_steps_for_the_rbm():
     for a, b in zip(*(ravel_pytree(p)[0] for p in params), strict=True):
         assert a != 0
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_float32_ansatz_matches_float64_and_stays_float32(chain6):
+    """--dtype float32: the same parameters give the float64 energy gradient to single precision, and the
+    VMC driver keeps the parameters float32 while it lowers the energy."""
+    models = {dtype: ARTransformer(chain6.hilbert, layers=1, features=8, heads=2, constraint=chain6.constraint,
+                                   phase=False, param_dtype=dtype) for dtype in (jnp.float64, jnp.float32)}
+    states = {dtype: nk.vqs.FullSumState(chain6.hilbert, m, seed=0) for dtype, m in models.items()}
+    states[jnp.float32].parameters = jax.tree_util.tree_map(lambda x: x.astype(jnp.float32),
+                                                            states[jnp.float64].parameters)
+    (e64, g64), (e32, g32) = (states[d].expect_and_grad(chain6.hamiltonian) for d in (jnp.float64, jnp.float32))
+    assert float(e32.mean.real) == pytest.approx(float(e64.mean.real), rel=1e-6)
+    g64, g32 = ravel_pytree(g64)[0], ravel_pytree(g32)[0]
+    assert g32.dtype == jnp.float32
+    np.testing.assert_allclose(g32, g64, atol=1e-5 * float(jnp.abs(g64).max()))
+
+    settings = VMCSettings(n_steps=5, n_samples=0, learning_rate=0.05, solver="sr", diag_shift=1e-2,
+                           n_samples_final=0)
+    out = ground_state(chain6, models[jnp.float32], settings, seed=0, progress=False)
+    assert {x.dtype for x in jax.tree_util.tree_leaves(out.state.parameters)} == {jnp.dtype(jnp.float32)}
+    assert float(out.energy.mean.real) < float(e64.mean.real)
