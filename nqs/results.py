@@ -427,6 +427,35 @@ def load(path: str | Path) -> Result:
         )
 
 
+def load_parameters(path: str | Path) -> dict[str, Any]:
+    """The variational parameters in the checkpoint of a result file (a nested dict of numpy arrays).
+
+    Each method checkpoints its own Flax msgpack state; three layouts occur: a NetKet driver (VMC ground
+    state, NDM steady state: ``state/variables/params``), a time-evolution run state (``{"initial",
+    "params", ...}``: the current ``params``), and bare parameters (POVM steady state: the best checkpoint).
+    Use with `ansatze.transfer.transfer_parameters` to start another run (another size, coupling or dtype).
+
+    Raises:
+        ResultFileError: the file has no checkpoint.
+    """
+    import flax.serialization
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    with _open_for_reading(path) as file:
+        _check_format(file, path)
+        if "checkpoint" not in file or "state" not in file["checkpoint"]:
+            raise ResultFileError(f"{path} has no checkpoint, so no parameters to load")
+        state = flax.serialization.msgpack_restore(file["checkpoint"]["state"][()].tobytes())
+    variables = state.get("state", {}).get("variables") if isinstance(state.get("state"), dict) else None
+    if isinstance(variables, dict) and "params" in variables:
+        return variables["params"]
+    if "initial" in state and "params" in state:
+        return state["params"]
+    return state
+
+
 # -- comparison ----------------------------------------------------------------------------------
 
 

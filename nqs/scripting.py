@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def experiment_parser(description: str, default_out: str) -> argparse.ArgumentParser:
@@ -26,6 +28,27 @@ def experiment_parser(description: str, default_out: str) -> argparse.ArgumentPa
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def add_init_options(parser: argparse.ArgumentParser) -> None:
+    """--init-from RESULT.h5 [--init-mode interpolate|prefix]: start from the parameters of an earlier run."""
+    group = parser.add_argument_group("initialisation")
+    group.add_argument("--init-from", type=Path, default=None, metavar="RESULT",
+                       help="start from the checkpointed parameters of this result file (same architecture; "
+                       "another size, coupling or --dtype is fine: `ansatze.transfer`)")
+    group.add_argument("--init-mode", choices=("interpolate", "prefix"), default="interpolate",
+                       help="how site-indexed tables follow a change of size (see ansatze.transfer)")
+
+
+def initial_parameters(args: argparse.Namespace) -> Callable[[Any], Any] | None:
+    """The map fresh parameters -> starting parameters chosen by `add_init_options` (None: keep them)."""
+    if getattr(args, "init_from", None) is None:
+        return None
+    from ansatze.transfer import transfer_parameters
+    from nqs.results import load_parameters
+
+    trained = load_parameters(args.init_from)
+    return lambda fresh: transfer_parameters(trained, fresh, mode=args.init_mode)
 
 
 def config_of(args: argparse.Namespace) -> dict:

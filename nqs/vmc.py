@@ -321,6 +321,7 @@ def ground_state(
     reference_energy: float | None = None,
     callbacks: Iterable[Callable[[int, dict, Any], bool | None]] = (),
     progress: bool = True,
+    initial_parameters: Callable[[Any], Any] | None = None,
 ) -> VMCOutcome:
     """Find the ground state of `system` with the ansatz `model` by VMC + SR.
 
@@ -339,10 +340,14 @@ def ground_state(
             `config`).
         callbacks: functions `f(step, row, driver)` called after each step; returning False stops the run.
         progress: show NetKet's progress bar.
+        initial_parameters: maps the freshly initialised parameters to the starting ones, e.g. a transfer of
+            a trained model (`nqs.scripting.initial_parameters`); a resumed run starts from its checkpoint.
     """
     settings = settings or VMCSettings()
     t_start = time.perf_counter()
     vstate = make_state(system, model, n_samples=settings.n_samples, seed=seed, chunk_size=settings.chunk_size)
+    if initial_parameters is not None:
+        vstate.parameters = initial_parameters(vstate.parameters)
     driver = _make_driver(system, vstate, settings)
 
     if exact is None:

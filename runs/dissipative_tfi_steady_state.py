@@ -30,9 +30,11 @@ from nqs import results
 from nqs.povm import POVM
 from nqs.scripting import (
     add_dtype_option,
+    add_init_options,
     build_povm_state,
     config_of,
     experiment_parser,
+    initial_parameters,
 )
 
 
@@ -52,12 +54,15 @@ def main(argv: list[str] | None = None) -> None:
     povm_opts.add_argument("--samples", type=int, default=4096, help="samples per iteration (0: exact sum)")
     povm_opts.add_argument("--iterations", type=int, default=1500)
     povm_opts.add_argument("--lr", type=float, default=1e-2)
+    add_init_options(parser)
     ndm_opts = parser.add_argument_group("NDM baseline")
     ndm_opts.add_argument("--steps", type=int, default=500)
     ndm_opts.add_argument("--alpha", type=int, default=1)
     ndm_opts.add_argument("--ndm-samples", type=int, default=2000)
     ndm_opts.add_argument("--ndm-lr", type=float, default=0.05)
     args = parser.parse_args(argv)
+    if args.init_from is not None and args.method != "povm":
+        parser.error("--init-from starts the POVM Transformer; the NDM baseline always starts fresh")
     if args.quick:
         args.N, args.layers, args.features = 3, 1, 8
         args.samples, args.iterations, args.steps, args.ndm_samples = 512, 40, 20, 500
@@ -68,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
         site_rho = np.diag([0.01, 0.99])  # |↓⟩⟨↓| mixed with 2 % of 1/2: every outcome has P > 0
         paths = None if args.strings == "chain" else string_paths(args.strings, args.N)
         vstate = build_povm_state(args, args.N, site_rho, paths)
+        start = initial_parameters(args)
+        if start is not None:
+            vstate.parameters = start(vstate.parameters)
         eval_after = max(args.iterations * 3 // 4, 1)
         settings = SteadyStateSettings(
             n_iter=args.iterations, learning_rate=args.lr, schedule="cosine", final_fraction=1e-2,

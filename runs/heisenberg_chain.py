@@ -23,7 +23,14 @@ import nqs  # noqa: F401  (first: enables 64-bit floats)
 from ansatze.sign_rules import sublattice_b
 from hamiltonians import heisenberg
 from nqs import exact, results
-from nqs.scripting import add_ansatz_options, build_ansatz, config_of, experiment_parser
+from nqs.scripting import (
+    add_ansatz_options,
+    add_init_options,
+    build_ansatz,
+    config_of,
+    experiment_parser,
+    initial_parameters,
+)
 from nqs.vmc import VMCSettings, ground_state
 
 
@@ -43,6 +50,7 @@ def heisenberg_parser(description: str, default_out: str, *, L: int, steps: int)
     parser.add_argument("--diag-shift", type=float, default=1e-3)
     parser.add_argument("--solver", choices=("sr", "minsr"), default="minsr")
     parser.add_argument("--chunk-size", type=int, default=None, help="samples per batch of local energies")
+    add_init_options(parser)
     return parser
 
 
@@ -71,7 +79,8 @@ def run(args: argparse.Namespace, lattice: str) -> results.Result:
         if found is not None:
             reference_energy, args.reference = found
     outcome = ground_state(system, model, settings, seed=args.seed, out=str(args.out), mode=args.mode,
-                           config=config_of(args), reference_energy=reference_energy, progress=not args.quiet)
+                           config=config_of(args), reference_energy=reference_energy, progress=not args.quiet,
+                           initial_parameters=initial_parameters(args))
     result = results.load(args.out)
     n = system.hilbert.size
     print(f"\nHeisenberg {lattice} L={args.L} ({'OBC' if args.obc else 'PBC'}, J2={args.J2}), {outcome.steps} steps, "

@@ -168,3 +168,22 @@ def test_float32_ansatz_matches_float64_and_stays_float32(chain6):
     out = ground_state(chain6, models[jnp.float32], settings, seed=0, progress=False)
     assert {x.dtype for x in jax.tree_util.tree_leaves(out.state.parameters)} == {jnp.dtype(jnp.float32)}
     assert float(out.energy.mean.real) < float(e64.mean.real)
+
+
+def test_a_run_starts_from_the_parameters_of_a_result_file(tmp_path, chain6):
+    """`results.load_parameters` reads the checkpointed parameters back; `initial_parameters` starts a new run
+    there (its first energy is the old run's final one), and loading a file without a checkpoint fails."""
+    settings = VMCSettings(n_steps=4, n_samples=0, learning_rate=0.05, solver="sr", diag_shift=1e-2,
+                           n_samples_final=0)
+    first = ground_state(chain6, _tiny(chain6), settings, seed=0, out=str(tmp_path / "a.h5"), progress=False)
+    loaded = results.load_parameters(tmp_path / "a.h5")
+    for a, b in zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(first.state.parameters), strict=True):
+        np.testing.assert_array_equal(a, b)
+    second = ground_state(chain6, _tiny(chain6), dataclasses.replace(settings, n_steps=1), seed=5,
+                          out=str(tmp_path / "b.h5"), progress=False, initial_parameters=lambda fresh: loaded)
+    start = results.load(tmp_path / "b.h5").history["energy"][0]
+    assert start == pytest.approx(float(first.energy.mean.real), rel=1e-10)
+    with results.ResultFile(tmp_path / "empty.h5", kind="ground_state", config={}, seed=0):
+        pass
+    with pytest.raises(results.ResultFileError, match="no checkpoint"):
+        results.load_parameters(tmp_path / "empty.h5")
