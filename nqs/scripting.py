@@ -114,7 +114,8 @@ def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None,
     ``system.graph``. ``rbm`` is NetKet's complex (holomorphic) `nk.models.RBM`, or `nk.models.RBMSymm` over
     the --symmetry group; it is not autoregressive (`nqs.vmc.make_state` samples it by Metropolis), refuses
     `sign_sites` and constraints, and ignores `initial_distribution`: a product start is prepared by a fit
-    (`dynamics.quench.ground_state_variables`).
+    (`dynamics.quench.ground_state_variables`). With --spin-flip the RBM has no biases, which makes it exactly
+    even under σ → −σ (instead of the evaluation-time symmetrisation of the autoregressive ansätze).
     """
     from ansatze import AR2DRNN, ARRNN, ARTransformer
     from ansatze.symmetrized import Symmetrized, symmetry_group
@@ -167,16 +168,19 @@ def _rbm(args: argparse.Namespace, system):
 
     from ansatze.symmetrized import symmetry_group
 
-    if getattr(args, "spin_flip", False):
-        raise ValueError("--spin-flip is not available for --ansatz rbm")
     if system.constraint is not None:
         raise ValueError(f"--ansatz rbm cannot keep the constraint {system.constraint.describe()} "
                          "(its Metropolis sampler leaves the sector); use an autoregressive ansatz")
     symmetry = getattr(args, "symmetry", "none")
+    # --spin-flip: no visible or hidden biases, so log ψ(σ) = Σ_j log cosh((Wσ)_j) is even, ψ(−σ) = ψ(σ)
+    # exactly (the Z2-even sector of a TFIM quench from |→⟩); W = 0 is the product state |→⟩
+    biases = not getattr(args, "spin_flip", False)
+    common = {"alpha": args.alpha, "param_dtype": param_dtype(args, complex_=True), "use_visible_bias": biases,
+              "use_hidden_bias": biases}
     if symmetry == "none":
-        return nk.models.RBM(alpha=args.alpha, param_dtype=param_dtype(args, complex_=True))
+        return nk.models.RBM(**common)
     group = HashableArray(np.asarray(symmetry_group(system.graph, symmetry)))
-    return nk.models.RBMSymm(symmetries=group, alpha=args.alpha, param_dtype=param_dtype(args, complex_=True))
+    return nk.models.RBMSymm(symmetries=group, **common)
 
 
 def build_povm_state(args: argparse.Namespace, n_sites: int, site_rho, paths=None):

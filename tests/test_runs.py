@@ -60,3 +60,25 @@ def test_rbm_option_refuses_what_it_cannot_do():
         build_ansatz(args, tfim(4), sign_sites=[1, 3])
     symmetric = build_ansatz(parser.parse_args(["--ansatz", "rbm", "--symmetry", "translations"]), tfim(4))
     assert type(symmetric).__name__ == "RBMSymm"
+
+
+def test_spin_flip_rbm_is_even_under_the_global_flip():
+    import argparse
+
+    import jax
+
+    from hamiltonians import tfim
+    from nqs.scripting import add_ansatz_options, build_ansatz
+
+    parser = argparse.ArgumentParser()
+    add_ansatz_options(parser)
+    system = tfim(6)
+    x = np.asarray(system.hilbert.all_states())
+    for extra in ([], ["--symmetry", "translations"]):
+        model = build_ansatz(parser.parse_args(["--ansatz", "rbm", "--alpha", "2", "--spin-flip", *extra]), system)
+        params = model.init(jax.random.PRNGKey(0), x[:1])
+        params = jax.tree_util.tree_map(lambda p: p + 0.3 * (1 + 1j) * np.cos(np.arange(p.size).reshape(p.shape)),
+                                        params)  # generic, not small
+        log_psi = np.asarray(model.apply(params, x))
+        np.testing.assert_allclose(np.asarray(model.apply(params, -x)), log_psi, atol=1e-12)
+        assert np.ptp(log_psi.real) > 0.1  # not a constant
