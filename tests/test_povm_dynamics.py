@@ -153,7 +153,7 @@ def test_steady_state_full_sum_three_site_tfi(tmp_path):
     assert res.history["loss"][0] > 100 * out.info["best_loss"]
     assert results.exact_on_history(res, "sigma_x")[-1] == pytest.approx(out.exact["sigma_x"])
     loaded = results.load_parameters(path)  # the best checkpoint, which the state holds at the end
-    for a, b in zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(out.vstate.parameters), strict=True):
+    for a, b in zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(out.state.parameters), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
