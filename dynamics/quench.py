@@ -39,7 +39,8 @@ def add_dynamics_options(
     group.add_argument("--samples", type=int, default=samples,
                        help="exact autoregressive samples per step; 0 sums over the whole Hilbert space")
     group.add_argument("--integrator", default="RK4", choices=sorted(INTEGRATORS), help="TDVP integrator")
-    group.add_argument("--solver", default="pinv_smooth", choices=SOLVERS, help="TDVP linear solver")
+    group.add_argument("--solver", default="pinv_smooth", choices=SOLVERS,
+                       help="TDVP linear solver (snr: Schmitt–Heyl filter, biased; see dynamics.tdvp)")
     group.add_argument("--diag-shift", type=float, default=0.0, help="TDVP diagonal shift of the QGT")
     group.add_argument("--rtol-smooth", type=float, default=1e-10,
                        help="TDVP smooth pseudo-inverse cut-off relative to the largest QGT eigenvalue")

@@ -31,3 +31,17 @@ def test_vmc_step_benchmark_times_every_phase_and_reports_ratios(tmp_path):
 def test_sampling_scaling_benchmark_fits_an_exponent(tmp_path):
     stdout, data = _run(["benchmarks/sampling_scaling.py", "--quick", "--sizes", "4,8"], tmp_path / "s.json")
     assert "exponent" in stdout and data["results"]
+
+
+@pytest.mark.slow  # ~30 s
+def test_tdvp_noise_study_scores_every_variant_against_the_exact_minimum(tmp_path):
+    _, data = _run(["benchmarks/tdvp_noise.py", "--quick", "--L", "6", "--T", "0.1", "--n-save", "2",
+                    "--sample-sizes", "256", "--chains", "16", "--quiet"], tmp_path / "n.json")
+    assert len(data["rows"]) == 2
+    for row in data["rows"]:
+        exact = row["r2_exact"]
+        assert -1e-12 <= exact < 1e-3  # the full-sum least-squares θ̇ of an RBM near |→⟩
+        scores = [v for k, v in row.items() if k.endswith((" mean", " bias"))]
+        assert len(scores) == 2 * 2 * len(data["variants"])  # iid256 and metropolis, mean and bias
+        assert all(s >= exact * (1 - 1e-9) for s in scores)  # no θ̇ beats the least-squares one
+        assert row["r2_trajectory"] >= exact * (1 - 1e-9)
