@@ -179,8 +179,8 @@ def test_a_run_starts_from_the_parameters_of_a_result_file(tmp_path, chain6):
     loaded = results.load_parameters(tmp_path / "a.h5")
     for a, b in zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(first.state.parameters), strict=True):
         np.testing.assert_array_equal(a, b)
-    second = ground_state(chain6, _tiny(chain6), dataclasses.replace(settings, n_steps=1), seed=5,
-                          out=str(tmp_path / "b.h5"), progress=False, initial_parameters=lambda fresh: loaded)
+    ground_state(chain6, _tiny(chain6), dataclasses.replace(settings, n_steps=1), seed=5,
+                 out=str(tmp_path / "b.h5"), progress=False, initial_parameters=lambda fresh: loaded)
     start = results.load(tmp_path / "b.h5").history["energy"][0]
     assert start == pytest.approx(float(first.energy.mean.real), rel=1e-10)
     with results.ResultFile(tmp_path / "empty.h5", kind="ground_state", config={}, seed=0):
