@@ -117,6 +117,7 @@ def test_imaginary_time_teng_reaches_ground_state(tfim6):
     assert out.series("energy")[-1] == pytest.approx(e0, rel=1e-7)
 
 
+@pytest.mark.slow  # ~60 s, mostly compilation; the estimators are checked against full sums in the default suite
 def test_monte_carlo_teng_with_the_transformer(tfim6):
     model = ARTransformer(tfim6.hilbert, layers=1, features=8, heads=2, initial_distribution=(0.5, 0.5))
     vs = nk.vqs.MCState(nk.sampler.ARDirectSampler(tfim6.hilbert), model, n_samples=256, seed=1, sampler_seed=2)
