@@ -27,8 +27,10 @@ minus this is the sample noise, which partly averages out over many steps, the b
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import time
+from pathlib import Path
 
 import _common  # noqa: F401  (first: switches NetKet's sharding off before NetKet loads)
 import jax
@@ -188,6 +190,9 @@ def main(argv: list[str] | None = None) -> dict:
                 row[f"{source} {name} mean"] = float(np.mean([residual(data, d) for d in dots]))
                 row[f"{source} {name} bias"] = residual(data, np.mean(dots, axis=0))
         rows.append(row)
+        # written at every save point: an interrupted study keeps its rows
+        write_json(args.out, {"config": vars(args), "variants": names, "rows": rows, "machine": machine(),
+                              "wall_s": time.perf_counter() - t_wall})
         print(f"t = {t:.3f}: Var H {row['var_H']:.3f}, r² exact {row['r2_exact']:.2e}, trajectory "
               f"{row['r2_trajectory']:.2e}  ({time.perf_counter() - t_wall:.0f} s)", flush=True)
         for source, _ in sources:
@@ -204,9 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
         return True
 
     driver.run(args.T, tstops=times[1:], callback=on_stop, show_progress=not args.quiet)
-    payload = {"config": vars(args), "variants": names, "rows": rows, "machine": machine(),
-               "wall_s": time.perf_counter() - t_wall}
-    write_json(args.out, payload)
+    payload = json.loads(Path(args.out).read_text())
     columns = ["t", "r2_exact", "r2_trajectory"] + [f"iid{sizes[0]} {n} mean" for n in names]
     print(table([[row[c] for c in columns] for row in rows], columns))
     return payload

@@ -32,6 +32,7 @@ def test_liouvillian_is_the_nqs_convention():
     np.testing.assert_allclose((lind.to_dense() @ rho.reshape(-1)).reshape(4, 4), expected, atol=1e-12)
 
 
+@pytest.mark.slow  # ~40 s; the Liouvillian convention test stays in the default suite
 def test_two_site_tfi_matches_qutip_and_resumes(tmp_path):
     system = dissipative_tfi(2, V=2.0, g=1.0, gamma=1.0)
     names = ("magnetization_x", "magnetization_z")  # fewer observables: fewer compilations
