@@ -29,8 +29,9 @@ RBMSymm α = 32, exact r² of θ̇ by full sums): the SNR filter (ε_SNR = 1) is
 raises r² to 1.6e-4 at L = 16, t = 0 (pinv_smooth 1e-8 with 8 192 samples: 4.5e-7) and to 1.7e-3 at L = 12,
 t = 0.5 (pinv_smooth: 4.1e-7), because it drops modes whose force is small but needed. With more samples
 than parameters the sample noise of the plain smooth pseudo-inverse is small (a least-squares fit: its
-excess residual is ≈ (P/N_s) × the irreducible one), so prefer "pinv_smooth" with a small cut-off. A checkpoint (initial and current parameters, integrator steps) is
-written at every save point; mode "resume" continues an interrupted run from it (NetKet's TDVP started at
+excess residual is ≈ (P/N_s) × the irreducible one), so prefer "pinv_smooth" with a small cut-off. (The
+filter does not explain the drift of the L = 16 Monte Carlo runs, which is as fast without it; see the README.)
+A checkpoint (initial and current parameters, integrator steps) is written at every save point; mode "resume" continues an interrupted run from it (NetKet's TDVP started at
 t0 = the checkpoint's time; a Metropolis sampler re-thermalises its chains).
 """
 
