@@ -7,7 +7,7 @@ H = (V/4) Σ_i Z_i Z_{i+1} + (g/2) Σ_i X_i, jumps √γ σ⁻_i, Pauli units, p
   (machine_pow = 1, started in the product state of 0.99|↓⟩⟨↓| + 0.01|↑⟩⟨↑| per site, near the γ-only
   steady state), optionally a String State
   over ``--strings`` orderings; min_θ ‖L P_θ‖₁ by Adam with the best checkpoint chosen on a large-sample loss
-  (`dynamics.povm_dynamics.find_steady_state`); ``--samples 0`` sums over all outcomes exactly (N ≤ 6).
+  (`dynamics.povm_dynamics.find_steady_state`); ``--samples 0`` sums over all outcomes exactly (N ≤ 8).
 * ``--method ndm``: `nk.models.NDM` + `MCMixedState` + `SteadyState` (`dynamics.ndm_steady_state`).
 
 Both write a result file (kind "steady_state") whose /exact holds the QuTiP values for N ≤ 8; a g-scan is
@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     povm_opts.add_argument("--samples", type=int, default=4096, help="samples per iteration (0: exact sum)")
     povm_opts.add_argument("--iterations", type=int, default=1500)
     povm_opts.add_argument("--lr", type=float, default=1e-2)
+    povm_opts.add_argument("--eval-samples", type=int, default=None,
+                           help="samples of the loss estimate that picks the best checkpoint "
+                           "(default max(4·samples, 4096))")
     add_init_options(parser)
     ndm_opts = parser.add_argument_group("NDM baseline")
     ndm_opts.add_argument("--steps", type=int, default=500)
@@ -80,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
         settings = SteadyStateSettings(
             n_iter=args.iterations, learning_rate=args.lr, schedule="cosine", final_fraction=1e-2,
             eval_after=min(eval_after, args.iterations - 1), eval_every=max(args.iterations // 50, 1),
-            n_eval_samples=max(4 * args.samples, 4096), n_obs_samples=max(16 * args.samples, 16384),
+            n_eval_samples=args.eval_samples or max(4 * args.samples, 4096),
+            n_obs_samples=max(16 * args.samples, 16384),
             seed=args.seed,
         )
         outcome = find_steady_state(system, vstate, settings, povm=povm, out=str(args.out), mode=args.mode,
