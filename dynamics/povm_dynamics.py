@@ -858,7 +858,7 @@ def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
     def rhs(flat, key):
         if ctx.full_sum:
             a = jnp.asarray(ctx.outcomes)
-            P = jnp.exp(log_p(flat, a))
+            P = ctx.probabilities(unravel(flat))
             O = jacobian(flat, a)  # (4^N, n_params)
             Oc = O - P @ O
             LP = apply_lindbladian(ctx.lindbladian, P)
