@@ -38,6 +38,9 @@ def add_dynamics_options(
     group.add_argument("--n-save", type=int, default=n_save, help="save points in [0, T], both ends included")
     group.add_argument("--samples", type=int, default=samples,
                        help="exact autoregressive samples per step; 0 sums over the whole Hilbert space")
+    group.add_argument("--enumerate-samples", action="store_true",
+                       help="i.i.d. samples from |ψ|² by enumerating the basis (NetKet ExactSampler; small systems): "
+                            "separates Metropolis autocorrelation from the method's error")
     group.add_argument("--integrator", default="RK4", choices=sorted(INTEGRATORS), help="TDVP integrator")
     group.add_argument("--solver", default="pinv_smooth", choices=SOLVERS,
                        help="TDVP linear solver (snr: Schmitt–Heyl filter, biased; see dynamics.tdvp)")
@@ -54,14 +57,15 @@ def add_dynamics_options(
 
 def make_state(system: System, model: Any, args: argparse.Namespace):
     """`FullSumState` (args.samples == 0) or an `MCState` with args.samples samples from
-    `nqs.vmc.make_state` (exact autoregressive sampling, Metropolis for other models)."""
+    `nqs.vmc.make_state` (exact autoregressive sampling, Metropolis for other models, or enumerated i.i.d.
+    samples with args.enumerate_samples)."""
     if args.samples < 0:
         raise ValueError(f"--samples must be >= 0, got {args.samples}")
     if args.samples == 0:
         return nk.vqs.FullSumState(system.hilbert, model, seed=args.seed)
     # Metropolis (non-autoregressive models): many short chains, kept warm from step to step
     return vmc.make_state(system, model, n_samples=args.samples, seed=args.seed,
-                          n_chains=min(256, max(16, args.samples // 16)))
+                          n_chains=min(256, max(16, args.samples // 16)), enumerate_samples=args.enumerate_samples)
 
 
 def ground_state_variables(system: System, model: Any, args: argparse.Namespace, *, steps: int) -> Any:

@@ -165,16 +165,27 @@ def check_model_matches(system: System, model: Any) -> None:
         raise ValueError("the ansatz is constrained but the system has no constraint")
 
 
+MAX_ENUMERATED_STATES = 2**22
+
+
 def make_state(system: System, model: Any, *, n_samples: int, seed: int, chunk_size: int | None = None,
-               n_chains: int = 16):
+               n_chains: int = 16, enumerate_samples: bool = False):
     """An `MCState` for `model`: the model's own exact sampler when it offers one (`model.exact_sampler()`,
     e.g. String States and symmetrised models), exact `ARDirectSampler` for autoregressive models, else
-    local Metropolis with `n_chains` chains (at least one per device). n_samples = 0: a `FullSumState`."""
+    local Metropolis with `n_chains` chains (at least one per device). n_samples = 0: a `FullSumState`.
+    enumerate_samples: i.i.d. samples for any model from NetKet's `ExactSampler`, which evaluates |ψ|² on every
+    basis state per draw (at most 2^22 states): a check of Metropolis autocorrelation and mixing on small systems."""
     check_model_matches(system, model)
     if n_samples == 0:
         return nk.vqs.FullSumState(system.hilbert, model, seed=seed, chunk_size=chunk_size)
     exact_sampler = getattr(model, "exact_sampler", None)
-    if callable(exact_sampler):
+    if enumerate_samples:
+        if not system.hilbert.is_indexable or system.hilbert.n_states > MAX_ENUMERATED_STATES:
+            raise ValueError(f"enumerated sampling needs at most {MAX_ENUMERATED_STATES} basis states; "
+                             f"this Hilbert space has {system.hilbert.size} sites: use Metropolis or an exact sampler")
+        sampler = nk.sampler.ExactSampler(system.hilbert)
+        n_discard = 0
+    elif callable(exact_sampler):
         sampler = exact_sampler()
         n_discard = 0
     elif isinstance(model, nk.models.AbstractARNN):

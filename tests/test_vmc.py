@@ -187,3 +187,21 @@ def test_a_run_starts_from_the_parameters_of_a_result_file(tmp_path, chain6):
         pass
     with pytest.raises(results.ResultFileError, match="no checkpoint"):
         results.load_parameters(tmp_path / "empty.h5")
+
+
+def test_enumerated_samples_follow_the_born_distribution_of_any_model():
+    from scipy.stats import chisquare
+
+    from nqs.vmc import make_state
+
+    system = tfim(6, h=0.5)
+    model = nk.models.RBM(alpha=1, param_dtype=complex)
+    vs = make_state(system, model, n_samples=8192, seed=2, enumerate_samples=True)
+    assert isinstance(vs.sampler, nk.sampler.ExactSampler) and vs.n_discard_per_chain == 0
+    params = jax.tree_util.tree_map(lambda p: 20 * p, vs.parameters)  # far from uniform
+    vs.parameters = params
+    p = np.exp(2 * np.asarray(vs.log_value(system.hilbert.all_states())).real)
+    counts = np.bincount(np.asarray(system.hilbert.states_to_numbers(vs.samples.reshape(-1, 6))), minlength=64)
+    assert chisquare(counts, p / p.sum() * counts.sum()).pvalue > 1e-3
+    with pytest.raises(ValueError, match="enumerated sampling needs at most"):
+        make_state(tfim(24, h=0.5), model, n_samples=16, seed=0, enumerate_samples=True)
