@@ -3,7 +3,7 @@
 Along a full-sum TDVP trajectory of the TFIM quench from |→⟩ (the state of `runs/tfim_quench.py`, NetKet's
 `TDVP` with RK4 and a smooth pseudo-inverse), at each save point the time derivative θ̇ is computed
 
-* exactly: least squares on the full sum, the smallest reachable residual;
+* exactly: least squares on the full sum, the smallest reachable residual (`dynamics.tdvp.least_squares_residual`);
 * from N_s samples, i.i.d. from |ψ|² (drawn from the exact distribution, so only the finite-sample noise
   enters) and from NetKet's Metropolis sampler (chains kept warm along the trajectory, so autocorrelation
   enters too), under each regularisation of `--variants`: the smooth pseudo-inverse
@@ -42,6 +42,7 @@ from _common import machine, table, write_json
 
 from dynamics.infidelity import log_amplitude_and_local_energy
 from dynamics.quench import add_dynamics_options, ground_state_variables
+from dynamics.tdvp import least_squares_residual
 from hamiltonians import tfim
 from nqs.scripting import (
     add_ansatz_options,
@@ -83,13 +84,6 @@ def residual(data: dict, theta_dot: np.ndarray) -> float:
     quad = np.real(theta_dot.conj() @ data["S"] @ theta_dot)
     cross = 2 * np.real(1j * theta_dot.conj() @ data["F"])
     return float((quad + cross + data["var"]) / data["var"])
-
-
-def exact_theta_dot(data: dict) -> np.ndarray:
-    """min over θ̇ of ⟨|Ō θ̇ + i ΔE|²⟩ (least squares on √p-weighted full sums)."""
-    w = np.sqrt(data["p"])[:, None]
-    sol, *_ = np.linalg.lstsq(w * data["o_bar"], -1j * w[:, 0] * data["delta_e"], rcond=1e-12)
-    return sol
 
 
 def sampled_theta_dots(data: dict, index: np.ndarray, variants: list[tuple]) -> list[np.ndarray]:
@@ -171,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def diagnose(t: float) -> None:
         data = full_sum_data(vstate, system.hamiltonian)
-        row = {"t": t, "var_H": data["var"], "r2_exact": residual(data, exact_theta_dot(data)),
+        row = {"t": t, "var_H": data["var"], "r2_exact": least_squares_residual(data["jac"], data["p"], data["delta_e"])[0],
                "r2_trajectory": residual(data, np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(
                    driver.ode())]))}
         sources = [(f"iid{n}", n) for n in sizes] + ([("metropolis", max(sizes))] if metropolis else [])

@@ -47,6 +47,9 @@ def add_dynamics_options(
     group.add_argument("--diag-shift", type=float, default=0.0, help="TDVP diagonal shift of the QGT")
     group.add_argument("--rtol-smooth", type=float, default=1e-10,
                        help="TDVP smooth pseudo-inverse cut-off relative to the largest QGT eigenvalue")
+    group.add_argument("--exact-residual", action="store_true",
+                       help="record the TDVP residual of θ̇ and its least-squares floor summed over the whole basis "
+                            "(small systems): separates sample noise from the ansatz's limit")
     group.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance of RK23/RK45")
     group.add_argument("--atol", type=float, default=1e-6, help="absolute tolerance of RK23/RK45")
     group.add_argument("--error-norm", default="euclidean", choices=ERROR_NORMS,
@@ -106,7 +109,7 @@ def run_quench(
         settings = TDVPSettings(
             t_end=args.T, dt=args.dt, n_save=args.n_save, integrator=args.integrator, diag_shift=args.diag_shift,
             solver=args.solver, pinv_rtol_smooth=args.rtol_smooth, holomorphic=is_holomorphic(args),
-            rtol=args.rtol, atol=args.atol, error_norm=args.error_norm,
+            rtol=args.rtol, atol=args.atol, error_norm=args.error_norm, exact_residual=args.exact_residual,
         )
         evolve = evolve_tdvp
     else:

@@ -21,7 +21,10 @@ checks, a clear error when the evolution diverges, and the local TDVP residual a
 
 the relative distance between the variational and the exact (projected) time derivative (Schmitt &
 Heyl, PRL 125, 100503 (2020); 0 = exact, 1 = no progress), evaluated from θ̇ of the current state by
-one Jacobian-vector product. ``solver="snr"`` switches to NetKet's `nkx.driver.TDVPSchmitt`: the
+one Jacobian-vector product. With ``exact_residual=True`` (Hilbert spaces of at most 2^20 states) two
+more numbers are recorded from sums over the whole basis: ``tdvp_residual_exact``, the r² of the Monte Carlo
+θ̇ weighted by the exact |ψ|² (noise + regularisation + ansatz), and ``tdvp_residual_min``, the least-squares
+floor min_θ̇ r² (the ansatz alone: what no number of samples can remove). ``solver="snr"`` switches to NetKet's `nkx.driver.TDVPSchmitt`: the
 QGT is diagonalised and each mode k is damped by [1 + (ε_SVD σ_max/σ_k)⁶]⁻¹[1 + (ε_SNR/SNR_k)⁶]⁻¹,
 SNR_k = |ρ_k|√N_s/std(ρ_k(x)), ρ_k the force in the eigenbasis (Monte Carlo states only); the
 minimum and median SNR are recorded. Measured with `benchmarks/tdvp_noise.py` (TFIM quench from |→⟩, h = 0.5,
@@ -67,6 +70,7 @@ INTEGRATORS = {
 }
 SOLVERS = ("pinv_smooth", "cholesky", "svd", "snr")
 ERROR_NORMS = ("euclidean", "qgt", "maximum")
+MAX_EXACT_RESIDUAL_STATES = 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +92,8 @@ class TDVPSettings:
         pinv_rtol, pinv_rtol_smooth: cut-offs of the smooth pseudo-inverse (relative to the largest eigenvalue).
         diag_shift: diagonal shift added to the QGT (biases real-time dynamics: keep it small).
         holomorphic: pass True for holomorphic complex-parameter models (None: let NetKet decide).
+        exact_residual: also record, at every save point, the r² of θ̇ and its least-squares floor from sums
+            over the whole basis (see the module docstring; costs one full Jacobian per save point).
     """
 
     t_end: float = 1.0
@@ -104,6 +110,7 @@ class TDVPSettings:
     holomorphic: bool | None = None
     snr_atol: float = 1.0
     error_norm: str = "euclidean"
+    exact_residual: bool = False
 
     def __post_init__(self):
         if not self.dt > 0:
@@ -159,42 +166,84 @@ def _make_driver(system: System, vstate: Any, settings: TDVPSettings, t0: float 
     )
 
 
-class _ResidualEstimator:
-    """The TDVP residual r² of the module docstring, for MC samples or exact sums."""
+def least_squares_residual(jac: np.ndarray, w: np.ndarray, delta_e: np.ndarray, g: complex = 1j, *,
+                           real_parameters: bool = False) -> tuple[float, np.ndarray]:
+    """The floor of the TDVP residual over a basis with weights w = |ψ|²/Σ|ψ|² and its θ̇:
 
-    def __init__(self, system: System, vstate: Any, propagation: str):
+        min_θ̇ Σ_x w |Σ_k Ō_k(x) θ̇_k + g ΔE(x)|² / Σ_x w |ΔE(x)|²,   Ō = O − Σ_x w O,
+
+    for jac = ∂ log ψ/∂θ (configurations × parameters) and ΔE = E_loc − ⟨H⟩; θ̇ real when real_parameters."""
+    sw = np.sqrt(w)[:, None]
+    a = sw * (jac - w @ jac)
+    b = g * sw[:, 0] * delta_e
+    if real_parameters:
+        a, b = np.concatenate([a.real, a.imag]), np.concatenate([b.real, b.imag])
+    theta_dot, *_ = np.linalg.lstsq(a, -b, rcond=1e-12)
+    return float(np.sum(np.abs(a @ theta_dot + b) ** 2) / np.sum(w * np.abs(delta_e) ** 2)), theta_dot
+
+
+class _ResidualEstimator:
+    """The TDVP residual r² of the module docstring, for MC samples or exact sums; with `exact` also the
+    r² of the same θ̇ and the least-squares floor, both summed over the whole basis."""
+
+    def __init__(self, system: System, vstate: Any, propagation: str, *, exact: bool = False,
+                 holomorphic: bool | None = None):
         self.vstate = vstate
         operator = system.hamiltonian
         operator.get_conn_padded(jnp.asarray(vstate.hilbert.numbers_to_states(np.zeros(1, dtype=int))))
         apply, model_state = vstate._apply_fun, vstate.model_state
         g = 1j if propagation == "real" else 1.0
+        if exact and not (vstate.hilbert.is_indexable and vstate.hilbert.n_states <= MAX_EXACT_RESIDUAL_STATES):
+            raise ValueError(f"exact_residual sums over the basis: at most {MAX_EXACT_RESIDUAL_STATES} states")
+        self.exact, self.holomorphic, self.g = exact, holomorphic, g
 
         def logpsi(params, x):
             return apply({"params": params, **model_state}, x)
 
         self.logpsi = logpsi
 
-        @jax.jit
-        def r2(params, theta_dot, x, log_density):
+        def weights_and_deviation(params, x, log_density):
             log_x, eloc = log_amplitude_and_local_energy(logpsi, params, operator, x)
             w = jax.nn.softmax(2 * log_x.real - log_density)
+            return w, eloc - jnp.sum(w * eloc)
+
+        @jax.jit
+        def r2(params, theta_dot, x, log_density):
+            w, delta_e = weights_and_deviation(params, x, log_density)
             _, tangent = jax.jvp(lambda p: logpsi(p, x), (params,), (theta_dot,))
-            delta_e = eloc - jnp.sum(w * eloc)
             residual = tangent - jnp.sum(w * tangent) + g * delta_e
             return jnp.sum(w * jnp.abs(residual) ** 2) / jnp.sum(w * jnp.abs(delta_e) ** 2)
 
         self._r2 = r2
+        self._weights_and_deviation = jax.jit(weights_and_deviation)
+
+    def _minimal_r2(self, params: Any, x: jax.Array) -> float:
+        vs = self.vstate
+        w, delta_e = (np.asarray(a) for a in self._weights_and_deviation(params, x, jnp.zeros(x.shape[0])))
+        mode = "holomorphic" if self.holomorphic else "complex"
+        jac = np.asarray(nk.jax.jacobian(vs._apply_fun, params, x, vs.model_state, mode=mode, dense=True,
+                                         center=False))
+        if jac.ndim == 3:  # (N, 2, P): real and imaginary parts of ∂ log ψ for real parameters
+            jac = jac[:, 0] + 1j * jac[:, 1]
+        return least_squares_residual(jac, w, delta_e, self.g, real_parameters=not self.holomorphic)[0]
 
     def diagnostics(self, driver: Any) -> dict[str, float]:
         theta_dot = driver.ode()
         vs = self.vstate
-        if isinstance(vs, nk.vqs.FullSumState):
-            x = support_states(vs.hilbert, self.logpsi, vs.parameters)
-            density = jnp.zeros(x.shape[0])
+        full_sum = isinstance(vs, nk.vqs.FullSumState)
+        if full_sum or self.exact:
+            support = support_states(vs.hilbert, self.logpsi, vs.parameters)
+        if full_sum:
+            x, density = support, jnp.zeros(support.shape[0])
         else:
             x = vs.samples.reshape(-1, vs.hilbert.size)
             density = 2 * vs.log_value(x).real  # samples are drawn from |ψ|²: uniform weights
         out = {"tdvp_residual": float(self._r2(vs.parameters, theta_dot, x, density))}
+        if self.exact:
+            if not full_sum:
+                out["tdvp_residual_exact"] = float(self._r2(vs.parameters, theta_dot, support,
+                                                            jnp.zeros(support.shape[0])))
+            out["tdvp_residual_min"] = self._minimal_r2(vs.parameters, support)
         snr = getattr(driver, "_snr", None)
         if snr is not None:
             snr = np.asarray(snr)
@@ -235,7 +284,8 @@ def evolve_tdvp(
         with_exact = exact and settings.propagation == "real"
         recorder, state, first = DynamicsRecorder.resume(system, vstate, times, result, with_exact, steps=0)
         driver = _make_driver(system, vstate, settings, t0=float(times[first]))
-        residual = _ResidualEstimator(system, vstate, settings.propagation)
+        residual = _ResidualEstimator(system, vstate, settings.propagation, exact=settings.exact_residual,
+                                      holomorphic=settings.holomorphic)
         if first == 0:
             recorder.record(0, 0.0, vstate, residual.diagnostics(driver))
         counter = {"steps": int(state["steps"])}
