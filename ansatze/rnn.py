@@ -55,7 +55,7 @@ from ansatze.product_start import (
     product_log_p,
 )
 from ansatze.sign_rules import check_sign_sites, marshall_phase
-from nqs.constraint import Constraint
+from nqs.constraint import Constraint, carry_typed_as_body
 
 _MASKED = -1e30  # finite "log 0": keeps gradients NaN-free
 _CELLS = ("gru", "lstm")
@@ -104,17 +104,6 @@ def _heads(
         **({"kernel_init": nn.initializers.zeros, "bias_init": nn.initializers.zeros} if zero else {}),
     )
     return amplitude, phase_head, site_log_p
-
-
-def _carry_typed_as_body(step, carry, x0):
-    """Zeros like `carry`, typed as the output carry of one scan step `step(carry, x0)`.
-
-    Inside NetKet's `shard_map` (sharded samples, minSR's on-the-fly NTK) the inputs, the parameters or
-    both can be "varying" over the sample axis, and `lax.scan` demands an initial carry of exactly the
-    type its body returns; zeros multiplied out of one body evaluation have that type by construction
-    (the cost is one extra recurrent step per evaluation)."""
-    out, _ = step(carry, x0)
-    return jax.tree_util.tree_map(lambda a: 0 * a, out)
 
 
 class _RecurrentARNN(nk.models.AbstractARNN):
@@ -312,7 +301,7 @@ class ARRNN(_RecurrentARNN):
             out_axes=1,
         )
         xs = self._onehot(tokens)
-        init = _carry_typed_as_body(self.stack, self._zero_carry(ordered.shape[0]), xs[:, 0])
+        init = carry_typed_as_body(self.stack, self._zero_carry(ordered.shape[0]), xs[:, 0])
         _, h = scan(self.stack, init, xs)
         return self._finish_parallel(h, ordered)
 
@@ -493,7 +482,7 @@ class AR2DRNN(_RecurrentARNN):
         )
         scan = nn.scan(_step_2d, variable_broadcast="params", split_rngs={"params": False}, out_axes=1)
         columns = jnp.zeros((inputs.shape[0], Ly, self.hidden), dtype=self.param_dtype)
-        columns = _carry_typed_as_body(lambda c, x: _step_2d(self.cell, c, x), columns,
+        columns = carry_typed_as_body(lambda c, x: _step_2d(self.cell, c, x), columns,
                                        jax.tree_util.tree_map(lambda a: a[0], xs))
         _, h = scan(self.cell, columns, xs)
         ordered = self.reorder(self.hilbert.states_to_local_indices(inputs).astype(jnp.int32), axis=1)

@@ -76,7 +76,7 @@ from ansatze.product_start import (
     product_log_p,
 )
 from ansatze.sign_rules import check_sign_sites, marshall_phase
-from nqs.constraint import Constraint
+from nqs.constraint import Constraint, carry_typed_as_body
 
 _MASKED = -1e30  # finite "log 0": keeps gradients NaN-free
 _ORDERS = ("chain", "raster", "snake")
@@ -329,7 +329,9 @@ class ARTransformer(nk.models.AbstractARNN):
             t, token_digits = inp
             return self._step_carry(c, carry, token_digits, t), self._token_mask(c, carry, t)
 
-        _, masks = jax.lax.scan(step, c.init_carry(ordered.shape[0]), (jnp.arange(digits.shape[0]), digits))
+        xs = (jnp.arange(digits.shape[0]), digits)
+        init = carry_typed_as_body(step, c.init_carry(ordered.shape[0]), (xs[0][0], digits[0]))
+        _, masks = jax.lax.scan(step, init, xs)
         return jnp.moveaxis(masks, 0, 1)
 
     # -- modules ---------------------------------------------------------------------------------

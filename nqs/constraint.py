@@ -33,6 +33,17 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def carry_typed_as_body(step, carry, x0):
+    """`carry`'s values, typed as the output carry of one scan step `step(carry, x0)`.
+
+    Inside NetKet's `shard_map` (sharded samples, minSR's on-the-fly NTK) the inputs, the parameters or
+    both can be "varying" over the sample axis, and `lax.scan` demands an initial carry of exactly the
+    type its body returns. Selecting the values of `carry` against one body output gives that type by
+    construction (the cost is one extra scan step per evaluation)."""
+    out, _ = step(carry, x0)
+    return jax.tree_util.tree_map(lambda c, o: jnp.where(jnp.zeros(o.shape, bool), o, c).astype(o.dtype), carry, out)
+
+
 class Constraint(abc.ABC):
     """Abstract constraint on the local indices of an N-site configuration."""
 
@@ -63,7 +74,9 @@ class Constraint(abc.ABC):
             m = self.mask(carry, i)
             return self.update(carry, s_i, i), m
 
-        _, ms = jax.lax.scan(step, self.init_carry(s.shape[0]), (jnp.arange(self.n_sites), s.T))
+        xs = (jnp.arange(self.n_sites), s.T)
+        init = carry_typed_as_body(step, self.init_carry(s.shape[0]), (xs[0][0], xs[1][0]))
+        _, ms = jax.lax.scan(step, init, xs)
         return jnp.moveaxis(ms, 0, 1)
 
     def is_satisfied(self, s: jax.Array) -> jax.Array:

@@ -23,6 +23,8 @@ _CODE = textwrap.dedent(
     c = nqs.zero_magnetization(6)
     models = {
         "transformer": ARTransformer(hi, layers=1, features=8, heads=2, constraint=c),
+        "transformer_patch": ARTransformer(hi, layers=1, features=8, heads=2, constraint=c, order="raster",
+                                           shape=(2, 3), patch=(2, 1)),
         "gru": ARRNN(hi, hidden=6, cell="gru", constraint=c),
         "lstm_snake": ARRNN(hi, hidden=6, cell="lstm", order="snake", shape=(2, 3)),
         "rnn2d": AR2DRNN(hi, hidden=6, shape=(2, 3), constraint=c),
@@ -34,7 +36,7 @@ _CODE = textwrap.dedent(
         e, g = vs.expect_and_grad(H)
         assert np.isfinite(e.mean), name
         assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(g)), name
-        if name in ("gru", "rnn2d"):  # minSR's on-the-fly NTK: the model inside shard_map, "varying" parameters
+        if name in ("gru", "rnn2d", "transformer_patch"):  # minSR's on-the-fly NTK: the model inside shard_map, "varying" parameters
             driver = nk.driver.VMC_SR(H, optax.sgd(0.01), diag_shift=1e-3, variational_state=vs, use_ntk=True,
                                       on_the_fly=True)
             driver.run(1, show_progress=False)
@@ -50,5 +52,5 @@ def test_every_ansatz_samples_and_differentiates_sharded_over_two_devices():
     proc = subprocess.run([sys.executable, "-c", _CODE], env=env, capture_output=True, text=True, timeout=600,
                           cwd=REPO, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in ("transformer", "gru", "lstm_snake", "rnn2d"):
+    for name in ("transformer", "transformer_patch", "gru", "lstm_snake", "rnn2d"):
         assert f"OK {name} 2" in proc.stdout
