@@ -38,7 +38,7 @@ with the b from `PovmLindbladian.connected(a)`. Three methods move the parameter
    = E_{a∼P_θ} |L_loc(a)| (density held fixed in the gradient) with Adam, keeping the checkpoint with the
    lowest large-sample (or, in full summation, exact) loss after `eval_after` iterations.
 
-**Modes.** A `netket.vqs.FullSumState` selects full summation over all 4^N outcomes (N ≤ 8: the sums are
+**Modes.** A `netket.vqs.FullSumState` selects full summation over all 4^N outcomes (N ≤ 9: the sums are
 exact, L P is applied blockwise to the whole vector, and an autoregressive model yields all 4^N log P from one
 pass over 4^(N−1) strings, `_Povm.log_probabilities`); an `MCState` with `ARDirectSampler` selects
 sampling, with `vstate.n_samples` samples per Adam iteration or TDVP evaluation. The variational state
@@ -53,7 +53,7 @@ diagnostics: the purity Tr ρ² = Σ_{a,b} P(a) P(b) Π_k T⁻¹_{a_k b_k} (full
 N ≤ `purity_max_sites`), and the smallest eigenvalue of the 1- and 2-site (bond) reduced density matrices
 ρ_S = Σ_{a_S} P_S(a_S) N^(a_S) rebuilt from the marginals of P (empirical marginals when sampled). The
 exact reference (QuTiP `mesolve` from ρ(P_θ(0)), or `steadystate`) is computed by an independent path
-(Tr ρ O) on the same grid and written to /exact; for N ≤ 8 the classical fidelity, ‖P_θ − P_exact‖₁ and
+(Tr ρ O) on the same grid and written to /exact; for N ≤ 9 the classical fidelity, ‖P_θ − P_exact‖₁ and
 the trace distance of ρ(P_θ) to the exact ρ are recorded too.
 """
 
@@ -90,7 +90,8 @@ from nqs.povm import (
 from nqs.results import ResultFile, describe_ansatz
 from nqs.system import System
 
-MAX_FULL_SUM_SITES = 8  # 4^8 = 65 536 outcomes: one batched model pass, L P by blocks
+MAX_FULL_SUM_SITES = 9  # 4^9 = 262 144 outcomes (the 3×3 lattice): one pass over 4^8 strings, L P by blocks
+MAX_FULL_SUM_JACOBIAN_BYTES = 8 * 2**30  # full-sum POVM-TDVP stores the (4^N, n_params) Jacobian
 SCHEDULES = ("constant", "step", "cosine", "exponential")
 LP_CHUNK_CONFIGS = 16384  # connected strings per model evaluation in `_Povm.lp_ratios`
 INTEGRATORS = {"Euler": nkx.dynamics.Euler, "Heun": nkx.dynamics.Heun, "RK4": nkx.dynamics.RK4,
@@ -719,15 +720,20 @@ def exact_trapezoid(L: np.ndarray, P0: np.ndarray, dt: float, n_steps: int) -> n
 
 # -- (a) forward–backward trapezoid ----------------------------------------------------------------
 def _trapezoid_loss(ctx: _Povm, dt: float):
-    """C(θ'; θ, key): the L1 trapezoid residual, exact (full sum) or estimated on a ∼ P_θ'."""
+    """(prepare, C): C(θ', prepare(θ), key) is the L1 trapezoid residual, exact (full sum) or estimated on
+    a ∼ P_θ'. `prepare` runs once per step: in full summation it returns the fixed target
+    P_θ + (dt/2) L P_θ, so the Adam iterations evaluate only the new model; sampled, it returns θ itself,
+    because the old model is evaluated on each iteration's fresh samples."""
     half = 0.5 * dt
     if ctx.full_sum:
-        def loss(p_new, p_old, key):
+        def prepare(p_old):
             P_old = ctx.probabilities(p_old)
-            target = P_old + half * apply_lindbladian(ctx.lindbladian, P_old)
+            return P_old + half * apply_lindbladian(ctx.lindbladian, P_old)
+
+        def loss(p_new, target, key):
             P_new = ctx.probabilities(p_new)
             return jnp.sum(jnp.abs(P_new - half * apply_lindbladian(ctx.lindbladian, P_new) - target))
-        return loss
+        return prepare, loss
 
     def loss(p_new, p_old, key):
         a = ctx.sample(jax.lax.stop_gradient(p_new), key, ctx.n_samples)
@@ -737,25 +743,27 @@ def _trapezoid_loss(ctx: _Povm, dt: float):
         log_old = ctx.log_prob(p_old, a)
         old = jnp.exp(log_old - ref) + half * ctx.lp_ratios(p_old, a, ref, log_p_a=log_old)
         return jnp.mean(jnp.abs(new - old))
-    return loss
+    return (lambda p_old: p_old), loss
 
 
 def _make_trapezoid_step(ctx: _Povm, settings: TrapezoidSettings):
-    loss = _trapezoid_loss(ctx, settings.step_size)
+    prepare, loss = _trapezoid_loss(ctx, settings.step_size)
     opt = settings.make_optimizer(settings.n_iter)
     value_and_grad = jax.value_and_grad(loss)
 
     @jax.jit
     def step(p_old, key):
+        old = prepare(p_old)
+
         def body(carry, _):
             p, opt_state, key = carry
             key, sub = jax.random.split(key)
-            value, grad = value_and_grad(p, p_old, sub)
+            value, grad = value_and_grad(p, old, sub)
             updates, opt_state = opt.update(grad, opt_state, p)
             return (optax.apply_updates(p, updates), opt_state, key), value
 
         (p, _, key), losses = jax.lax.scan(body, (p_old, opt.init(p_old), key), None, length=settings.n_iter)
-        return p, losses[0], loss(p, p_old, key)
+        return p, losses[0], loss(p, old, key)
 
     return step
 
@@ -780,7 +788,7 @@ def evolve_trapezoid(
 
     Args:
         system: open system (H and jump operators on qubits).
-        vstate: `FullSumState` (full summation, N ≤ 8) or `MCState` with `ARDirectSampler` on
+        vstate: `FullSumState` (full summation, N ≤ 9) or `MCState` with `ARDirectSampler` on
             Fock(n_max=3, N), model with machine_pow = 1; its parameters are updated in place.
         settings: time grid and optimiser.
         povm: the POVM (default tetrahedral).
@@ -917,6 +925,13 @@ def evolve_povm_tdvp(
         flat0 = _as_jit_output(flat0)
         rhos = _exact_dynamics(ctx, vstate.parameters, povm, rho0, times, exact)
         recorder = _Recorder(ctx, povm, result, rhos, settings.n_obs_samples, settings.purity_max_sites, times)
+        if ctx.full_sum:
+            jacobian_bytes = 4**ctx.n_sites * flat0.size * flat0.dtype.itemsize
+            if jacobian_bytes > MAX_FULL_SUM_JACOBIAN_BYTES:
+                raise ValueError(
+                    f"full-sum POVM-TDVP stores the (4^{ctx.n_sites}, {flat0.size}) Jacobian, "
+                    f"{jacobian_bytes / 2**30:.1f} GiB > {MAX_FULL_SUM_JACOBIAN_BYTES / 2**30:.0f} GiB: "
+                    "use a smaller model, fewer sites or sampling")
         rhs = _make_tdvp_rhs(ctx, settings, unravel)
         keys = {"key": jax.random.PRNGKey(settings.seed)}
         last = {"residual": float("nan")}

@@ -7,10 +7,10 @@ H = (V/4) Σ_i Z_i Z_{i+1} + (g/2) Σ_i X_i, jumps √γ σ⁻_i, Pauli units, p
   (machine_pow = 1, started in the product state of 0.99|↓⟩⟨↓| + 0.01|↑⟩⟨↑| per site, near the γ-only
   steady state), optionally a String State
   over ``--strings`` orderings; min_θ ‖L P_θ‖₁ by Adam with the best checkpoint chosen on a large-sample loss
-  (`dynamics.povm_dynamics.find_steady_state`); ``--samples 0`` sums over all outcomes exactly (N ≤ 8).
+  (`dynamics.povm_dynamics.find_steady_state`); ``--samples 0`` sums over all outcomes exactly (N ≤ 9).
 * ``--method ndm``: `nk.models.NDM` + `MCMixedState` + `SteadyState` (`dynamics.ndm_steady_state`).
 
-Both write a result file (kind "steady_state") whose /exact holds the QuTiP values for N ≤ 8; a g-scan is
+Both write a result file (kind "steady_state") whose /exact holds the QuTiP values for N ≤ 9; a g-scan is
 one run per g:
 
     for g in 0.5 1 2 3 4; do python runs/dissipative_tfi_steady_state.py --g $g --out runs/out/dtfi_g$g.h5; done

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> results.Result:
     parser.add_argument("--T", type=float, default=1.0, help="final time")
     parser.add_argument("--dt", type=float, default=0.016, help="time step (trapezoid: 2τ of Luo et al.)")
     parser.add_argument("--n-save", type=int, default=11, help="save points in [0, T], both ends included")
-    parser.add_argument("--samples", type=int, default=1024, help="samples per iteration (0: exact sum, N ≤ 8)")
+    parser.add_argument("--samples", type=int, default=1024, help="samples per iteration (0: exact sum, N ≤ 9)")
     parser.add_argument("--obs-samples", type=int, default=20000, help="samples for the observables at save points")
     model_opts = parser.add_argument_group("POVM Transformer")
     model_opts.add_argument("--layers", type=int, default=1)

@@ -167,11 +167,13 @@ def test_sampled_estimators_are_unbiased():
     ctx_full = pd._make_context(system, full, None)
     ctx_sampled = pd._make_context(system, sampled, None)
     key = jax.random.PRNGKey(3)
-    trapezoid = [jax.value_and_grad(pd._trapezoid_loss(c, 0.1)) for c in (ctx_full, ctx_sampled)]
+    (prepare_full, loss_full), (prepare_sampled, loss_sampled) = (pd._trapezoid_loss(c, 0.1) for c in (ctx_full, ctx_sampled))
+    trapezoid = [jax.value_and_grad(loss_full), jax.value_and_grad(loss_sampled)]
     steady = [jax.value_and_grad(lambda p, k, c=c, n=n: pd._steady_loss(c, n)(p, k)[0])
               for c, n in ((ctx_full, 0), (ctx_sampled, 50_000))]
     for (exact_value, exact_grad), (value, grad) in (
-        (trapezoid[0](new, old, key), jax.jit(trapezoid[1])(new, old, key)),  # p_old an argument: no constant folding
+        # the old model an argument: no constant folding
+        (trapezoid[0](new, prepare_full(old), key), jax.jit(trapezoid[1])(new, prepare_sampled(old), key)),
         (steady[0](new, key), jax.jit(steady[1])(new, key)),
     ):
         assert float(value) == pytest.approx(float(exact_value), rel=0.02)
@@ -199,7 +201,7 @@ def test_sampled_modes_run_and_follow_exact():
     assert steady.info["best_step"] >= 40 and 0 < steady.rows[-2]["eval_loss_error"] < steady.rows[-2]["eval_loss"]
 
 
-def test_input_validation(qubit):
+def test_input_validation(qubit, monkeypatch):
     system, P0 = qubit
     default = TrapezoidSettings()  # Luo et al.: 2τ = 0.016 -> 7 steps of 1/70 between saves 0.1 apart
     assert default.steps_per_save == 7 and default.step_size == pytest.approx(1 / 70) and default.n_steps == 70
@@ -218,6 +220,9 @@ def test_input_validation(qubit):
     metropolis = nk.vqs.MCState(nk.sampler.MetropolisLocal(hi), TableAR(hi), n_samples=16)
     with pytest.raises(TypeError, match="ARDirectSampler"):
         evolve_trapezoid(system, metropolis)
+    monkeypatch.setattr(pd, "MAX_FULL_SUM_JACOBIAN_BYTES", 100)  # the (4^N, n_params) full-sum Jacobian
+    with pytest.raises(ValueError, match="Jacobian"):
+        evolve_povm_tdvp(system, _full_sum(1, P0))
 
 
 def test_chunked_local_values_equal_the_unchunked_ones():
