@@ -23,6 +23,7 @@ ours and NetKet's compute the same kind of object):
 | name            | module                                                        | width knob |
 |-----------------|---------------------------------------------------------------|------------|
 | transformer     | `ansatze.ARTransformer(layers=2, heads=2, phase=False)`       | features D |
+| transformer_patch | the same on a square lattice, raster order, 2×2 patches as tokens (16 values, N/4 tokens) | features D |
 | rnn             | `ansatze.ARRNN(cell="gru", layers=1, phase=False)` (snake 2D) | hidden H   |
 | arnn_dense      | `nk.models.ARNNDense(layers=2)`                               | features f |
 | fast_arnn_dense | `nk.models.FastARNNDense(layers=2)`                           | features f |
@@ -34,8 +35,8 @@ kernel entries included) is closest to ``--params``; the ratio to the target is 
 cannot go below ≈ 4N² parameters (its first and last masked layers are N·d × N·f), so for large N it is
 larger than the target and the comparison row is flagged.
 
-Ratios ours/NetKet are reported for transformer/arnn_dense, transformer/fast_arnn_dense, rnn/gru and
-rnn/fast_gru.
+Ratios ours/NetKet are reported for transformer/arnn_dense, transformer/fast_arnn_dense,
+transformer_patch/arnn_dense, rnn/gru and rnn/fast_gru. transformer_patch runs on square sizes only.
 
     python benchmarks/vmc_step.py                          # full run, writes benchmarks/out/vmc_step.json
     python benchmarks/vmc_step.py --quick --out /tmp/q.json
@@ -68,15 +69,18 @@ from hamiltonians import heisenberg
 
 PHASES = ("sample", "local_energy", "gradient", "sr_build", "sr_solve")
 DEFAULT_SIZES = ("chain20", "chain40", "chain80", "square10")
-DEFAULT_MODELS = ("transformer", "arnn_dense", "fast_arnn_dense", "rnn", "gru", "fast_gru")
+DEFAULT_MODELS = ("transformer", "transformer_patch", "arnn_dense", "fast_arnn_dense", "rnn", "gru", "fast_gru")
+SQUARE_ONLY = ("transformer_patch",)
 PAIRS = (
     ("transformer", "arnn_dense"),
     ("transformer", "fast_arnn_dense"),
+    ("transformer_patch", "arnn_dense"),
     ("rnn", "gru"),
     ("rnn", "fast_gru"),
 )
 FAMILY = {
     "transformer": "ours",
+    "transformer_patch": "ours",
     "rnn": "ours",
     "arnn_dense": "netket",
     "fast_arnn_dense": "netket",
@@ -112,6 +116,11 @@ def build_model(name: str, hilbert, lattice: str, L: int, width: int):
     n = hilbert.size
     if name == "transformer":
         return ARTransformer(hilbert, layers=2, features=2 * width, heads=2, phase=False)
+    if name == "transformer_patch":
+        if lattice != "square" or L % 2:
+            raise ValueError("transformer_patch needs a square lattice of even side (2×2 patches)")
+        return ARTransformer(hilbert, layers=2, features=2 * width, heads=2, phase=False, order="raster",
+                             shape=(L, L), patch=(2, 2))
     if name == "rnn":
         if lattice == "square":
             return ARRNN(hilbert, hidden=width, cell="gru", layers=1, order="snake", shape=(L, L), phase=False)
@@ -139,6 +148,8 @@ def build_model(name: str, hilbert, lattice: str, L: int, width: int):
 def hyper_parameters(name: str, width: int) -> dict[str, Any]:
     return {
         "transformer": {"layers": 2, "features": 2 * width, "heads": 2, "ff_features": 8 * width},
+        "transformer_patch": {"layers": 2, "features": 2 * width, "heads": 2, "ff_features": 8 * width,
+                              "order": "raster", "patch": [2, 2]},
         "rnn": {"cell": "gru", "layers": 1, "hidden": width},
         "arnn_dense": {"layers": 2, "features": [width, 2]},
         "fast_arnn_dense": {"layers": 2, "features": [width, 2]},
@@ -415,6 +426,8 @@ def main(argv: list[str] | None = None) -> dict:
         if args.repeats_large is not None and system.hilbert.size > 64:
             repeats = args.repeats_large
         for name in models:
+            if name in SQUARE_ONLY and lattice != "square":
+                continue
             t0 = time.perf_counter()
             sub = argparse.Namespace(**{**vars(args), "repeats": repeats})
             try:
