@@ -916,22 +916,22 @@ def evolve_povm_tdvp(
     settings = settings or PovmTDVPSettings()
     povm = povm or POVM.tetrahedral()
     ctx = _make_context(system, vstate, povm)
+    flat0, unravel = ravel_pytree(vstate.parameters)
+    if ctx.full_sum:
+        jacobian_bytes = 4**ctx.n_sites * flat0.size * flat0.dtype.itemsize
+        if jacobian_bytes > MAX_FULL_SUM_JACOBIAN_BYTES:
+            raise ValueError(
+                f"full-sum POVM-TDVP stores the (4^{ctx.n_sites}, {flat0.size}) Jacobian, "
+                f"{jacobian_bytes / 2**30:.1f} GiB > {MAX_FULL_SUM_JACOBIAN_BYTES / 2**30:.0f} GiB: "
+                "use a smaller model, fewer sites or sampling")
     t_start = time.perf_counter()
     result = _open(out, mode, "dynamics", system, vstate, _method("dynamics.povm_tdvp", settings, povm, ctx),
                    config, seed, ansatz)
     try:
         times = settings.times
-        flat0, unravel = ravel_pytree(vstate.parameters)
         flat0 = _as_jit_output(flat0)
         rhos = _exact_dynamics(ctx, vstate.parameters, povm, rho0, times, exact)
         recorder = _Recorder(ctx, povm, result, rhos, settings.n_obs_samples, settings.purity_max_sites, times)
-        if ctx.full_sum:
-            jacobian_bytes = 4**ctx.n_sites * flat0.size * flat0.dtype.itemsize
-            if jacobian_bytes > MAX_FULL_SUM_JACOBIAN_BYTES:
-                raise ValueError(
-                    f"full-sum POVM-TDVP stores the (4^{ctx.n_sites}, {flat0.size}) Jacobian, "
-                    f"{jacobian_bytes / 2**30:.1f} GiB > {MAX_FULL_SUM_JACOBIAN_BYTES / 2**30:.0f} GiB: "
-                    "use a smaller model, fewer sites or sampling")
         rhs = _make_tdvp_rhs(ctx, settings, unravel)
         keys = {"key": jax.random.PRNGKey(settings.seed)}
         last = {"residual": float("nan")}
