@@ -66,7 +66,7 @@ def add_ansatz_options(
     """--ansatz transformer|rnn|rnn2d|rbm and its size: --layers, --features (Transformer width, RNN hidden
     units), --heads (Transformer), --cell gru|lstm (1D-path RNN), --order and --patch (Transformer on a
     lattice), --alpha (RBM hidden-unit density), --symmetry/--spin-flip (evaluation-time symmetrisation,
-    `ansatze.symmetrized`; for the RBM NetKet's `RBMSymm`)."""
+    `ansatze.symmetrized`; for the RBM NetKet's `RBMSymm`), --jastrow (RBM times a pair Jastrow factor)."""
     group = parser.add_argument_group("ansatz")
     group.add_argument("--ansatz", choices=ANSATZE, default=ansatz,
                        help="autoregressive Transformer, RNN along a chain/snake path, 2D RNN (square lattices), "
@@ -83,6 +83,9 @@ def add_ansatz_options(
     group.add_argument("--symmetry", choices=SYMMETRIES, default="none",
                        help="symmetrise |ψ|² over the lattice's translations, point group or space group")
     group.add_argument("--spin-flip", action="store_true", help="also symmetrise over the global spin flip")
+    group.add_argument("--jastrow", action="store_true",
+                       help="times a two-body Jastrow factor, one parameter per pair orbit of --symmetry "
+                       "(--ansatz rbm; `ansatze.jastrow`)")
     add_dtype_option(group)
 
 
@@ -115,11 +118,14 @@ def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None,
     the --symmetry group; it is not autoregressive (`nqs.vmc.make_state` samples it by Metropolis), refuses
     `sign_sites` and constraints, and ignores `initial_distribution`: a product start is prepared by a fit
     (`dynamics.quench.ground_state_variables`). With --spin-flip the RBM has no biases, which makes it exactly
-    even under σ → −σ (instead of the evaluation-time symmetrisation of the autoregressive ansätze).
+    even under σ → −σ (instead of the evaluation-time symmetrisation of the autoregressive ansätze);
+    --jastrow multiplies it by `ansatze.jastrow.WithJastrow` over the same group (J = 0 at the start).
     """
     from ansatze import AR2DRNN, ARRNN, ARTransformer
     from ansatze.symmetrized import Symmetrized, symmetry_group
 
+    if getattr(args, "jastrow", False) and args.ansatz != "rbm":
+        raise ValueError("--jastrow needs --ansatz rbm: the factor breaks an autoregressive model's normalisation")
     if args.ansatz == "rbm":
         if sign_sites is not None:
             raise ValueError("--ansatz rbm has no built-in sign rule; rotate the Hamiltonian instead")
@@ -177,10 +183,17 @@ def _rbm(args: argparse.Namespace, system):
     biases = not getattr(args, "spin_flip", False)
     common = {"alpha": args.alpha, "param_dtype": param_dtype(args, complex_=True), "use_visible_bias": biases,
               "use_hidden_bias": biases}
+    n = system.hilbert.size
     if symmetry == "none":
-        return nk.models.RBM(**common)
-    group = HashableArray(np.asarray(symmetry_group(system.graph, symmetry)))
-    return nk.models.RBMSymm(symmetries=group, **common)
+        group, model = np.arange(n)[None], nk.models.RBM(**common)
+    else:
+        group = np.asarray(symmetry_group(system.graph, symmetry))
+        model = nk.models.RBMSymm(symmetries=HashableArray(group), **common)
+    if not getattr(args, "jastrow", False):
+        return model
+    from ansatze.jastrow import WithJastrow
+
+    return WithJastrow(model, HashableArray(group), param_dtype=common["param_dtype"])
 
 
 def build_povm_state(args: argparse.Namespace, n_sites: int, site_rho, paths=None):
