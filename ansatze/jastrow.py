@@ -72,10 +72,6 @@ class WithJastrow(nn.Module):
                              f"use a non-autoregressive base, got {type(self.base).__name__}")
         n = x.shape[-1]
         pairs, orbit = pair_orbits(np.asarray(self.group), n)
-        n_orbits = int(orbit.max()) + 1
-        J = self.param("jastrow", nn.initializers.zeros, (n_orbits,), self.param_dtype)
-        to_orbit = np.zeros((len(pairs), n_orbits))
-        to_orbit[np.arange(len(pairs)), orbit] = 1.0
+        J = self.param("jastrow", nn.initializers.zeros, (int(orbit.max()) + 1,), self.param_dtype)
         s = x.astype(jnp.finfo(self.param_dtype).dtype)
-        correlations = (s[..., pairs[:, 0]] * s[..., pairs[:, 1]]) @ jnp.asarray(to_orbit, dtype=s.dtype)
-        return self.base(x) + correlations @ J
+        return self.base(x) + (s[..., pairs[:, 0]] * s[..., pairs[:, 1]]) @ J[orbit]
