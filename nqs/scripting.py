@@ -56,26 +56,29 @@ def config_of(args: argparse.Namespace) -> dict:
     return json.loads(json.dumps(vars(args), default=str))
 
 
-ANSATZE = ("transformer", "rnn", "rnn2d", "rbm")
+ANSATZE = ("transformer", "rnn", "rnn2d", "rbm", "mps")
 SYMMETRIES = ("none", "translations", "point", "space")
 
 
 def add_ansatz_options(
     parser: argparse.ArgumentParser, *, ansatz: str = "transformer", layers: int = 1, features: int = 16, heads: int = 2
 ) -> None:
-    """--ansatz transformer|rnn|rnn2d|rbm and its size: --layers, --features (Transformer width, RNN hidden
+    """--ansatz transformer|rnn|rnn2d|rbm|mps and its size: --layers, --features (Transformer width, RNN hidden
     units), --heads (Transformer), --cell gru|lstm (1D-path RNN), --order and --patch (Transformer on a
-    lattice), --alpha (RBM hidden-unit density), --symmetry/--spin-flip (evaluation-time symmetrisation,
+    lattice), --alpha (RBM hidden-unit density), --bond-dim/--mps-noise (MPS), --symmetry/--spin-flip (evaluation-time symmetrisation,
     `ansatze.symmetrized`; for the RBM NetKet's `RBMSymm`), --jastrow (RBM times a pair Jastrow factor)."""
     group = parser.add_argument_group("ansatz")
     group.add_argument("--ansatz", choices=ANSATZE, default=ansatz,
                        help="autoregressive Transformer, RNN along a chain/snake path, 2D RNN (square lattices), "
-                       "or NetKet's complex RBM (Metropolis sampling)")
+                       "or NetKet's complex RBM or periodic MPS (Metropolis sampling)")
     group.add_argument("--layers", type=int, default=layers)
     group.add_argument("--features", type=int, default=features, help="Transformer width / RNN hidden units")
     group.add_argument("--heads", type=int, default=heads, help="attention heads (Transformer)")
     group.add_argument("--cell", choices=("gru", "lstm"), default="gru", help="recurrent cell (--ansatz rnn)")
     group.add_argument("--alpha", type=int, default=2, help="hidden units per site (--ansatz rbm)")
+    group.add_argument("--bond-dim", type=int, default=8, help="bond dimension χ (--ansatz mps)")
+    group.add_argument("--mps-noise", type=float, default=0.0,
+                       help="standard deviation of complex noise added to the MPS start (--ansatz mps)")
     group.add_argument("--order", choices=("raster", "snake", "chain"), default=None,
                        help="Transformer path on a 2D lattice (default raster with 2D positions; chain on 1D)")
     group.add_argument("--patch", type=int, nargs=2, default=None, metavar=("PX", "PY"),
@@ -117,7 +120,9 @@ def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None,
     ``system.graph``. ``rbm`` is NetKet's complex (holomorphic) `nk.models.RBM`, or `nk.models.RBMSymm` over
     the --symmetry group; it is not autoregressive (`nqs.vmc.make_state` samples it by Metropolis), refuses
     `sign_sites` and constraints, and ignores `initial_distribution`: a product start is prepared by a fit
-    (`dynamics.quench.ground_state_variables`). With --spin-flip the RBM has no biases, which makes it exactly
+    (`dynamics.quench.ground_state_variables`). ``mps`` is NetKet's periodic MPS of bond dimension --bond-dim,
+    one tensor for all sites with --symmetry translations (rings only), started exactly at |→⟩ by
+    `ansatze.mps.product_start_mps` (holomorphic, Metropolis-sampled, no constraints). With --spin-flip the RBM has no biases, which makes it exactly
     even under σ → −σ (instead of the evaluation-time symmetrisation of the autoregressive ansätze);
     --jastrow multiplies it by `ansatze.jastrow.WithJastrow` over the same group (J = 0 at the start).
     """
@@ -126,10 +131,10 @@ def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None,
 
     if getattr(args, "jastrow", False) and args.ansatz != "rbm":
         raise ValueError("--jastrow needs --ansatz rbm: the factor breaks an autoregressive model's normalisation")
-    if args.ansatz == "rbm":
+    if args.ansatz in ("rbm", "mps"):
         if sign_sites is not None:
-            raise ValueError("--ansatz rbm has no built-in sign rule; rotate the Hamiltonian instead")
-        return _rbm(args, system)
+            raise ValueError(f"--ansatz {args.ansatz} has no built-in sign rule; rotate the Hamiltonian instead")
+        return _rbm(args, system) if args.ansatz == "rbm" else _mps(args, system)
 
     common = {"constraint": system.constraint, "phase": phase, "initial_distribution": initial_distribution,
               "sign_sites": sign_sites, "param_dtype": param_dtype(args)}
@@ -162,9 +167,9 @@ def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None,
 
 
 def is_holomorphic(args: argparse.Namespace) -> bool | None:
-    """True for the ansatz chosen in `args` when it is holomorphic in complex parameters (``rbm``), so SR and
+    """True for the ansatz chosen in `args` when it is holomorphic in complex parameters (``rbm``, ``mps``), so SR and
     TDVP can build the QGT from the complex Jacobian; None (NetKet decides) for the autoregressive ansätze."""
-    return True if args.ansatz == "rbm" else None
+    return True if args.ansatz in ("rbm", "mps") else None
 
 
 def _rbm(args: argparse.Namespace, system):
@@ -194,6 +199,24 @@ def _rbm(args: argparse.Namespace, system):
     from ansatze.jastrow import WithJastrow
 
     return WithJastrow(model, HashableArray(group), param_dtype=common["param_dtype"])
+
+
+def _mps(args: argparse.Namespace, system):
+    from ansatze.mps import product_start_mps
+
+    if system.constraint is not None:
+        raise ValueError(f"--ansatz mps cannot keep the constraint {system.constraint.describe()} "
+                         "(its Metropolis sampler leaves the sector); use an autoregressive ansatz")
+    if getattr(args, "spin_flip", False):
+        raise ValueError("--spin-flip is not available for --ansatz mps")
+    symmetry = getattr(args, "symmetry", "none")
+    extent = getattr(system.graph, "extent", None)
+    ring = len(extent if extent is not None else ()) == 1 and all(getattr(system.graph, "pbc", [False]))
+    if symmetry not in ("none", "translations") or (symmetry == "translations" and not ring):
+        raise ValueError("--ansatz mps is translation invariant only on a ring (--symmetry translations on a 1D "
+                         f"chain); got --symmetry {symmetry} on {system.graph}")
+    return product_start_mps(system.hilbert, args.bond_dim, translation_invariant=symmetry == "translations",
+                             noise=args.mps_noise, param_dtype=param_dtype(args, complex_=True))
 
 
 def build_povm_state(args: argparse.Namespace, n_sites: int, site_rho, paths=None):

@@ -1,8 +1,9 @@
 """Quench of the 1D transverse-field Ising chain, evolved by TDVP or TENG, checked against QuTiP.
 
 H = −Σ_i Z_i Z_{i+1} − h Σ_i X_i (Pauli units, PBC). ψ(0) = |→⟩^N, represented exactly by the
-autoregressive ansätze's product-state initialisation (the RBM is fitted to it by VMC on −Σ X from a generic
-random start, which keeps its QGT well conditioned), or (with --h0) the VMC ground state at field h0.
+autoregressive ansätze's product-state initialisation and by the MPS's shift-register start (`ansatze.mps`; the
+RBM is fitted to it by VMC on −Σ X from a generic random start, which keeps its QGT well conditioned), or (with
+--h0) the VMC ground state at field h0.
 Exact autoregressive samples, Metropolis for the RBM (``--samples 0``: full sum). The exact trajectory
 starts from the same variational initial state and is stored on the same time grid; for Monte Carlo runs the file also holds the exact expectation values
 of the variational state (``magnetization_x_fullsum``), which separate the dynamics error from sampling noise.
@@ -10,6 +11,8 @@ of the variational state (``magnetization_x_fullsum``), which separate the dynam
     python runs/tfim_quench.py --h 0.5 --T 3                         # L = 16, TDVP + RK4, Transformer
     python runs/tfim_quench.py --ansatz rnn --features 16 --h 1
     python runs/tfim_quench.py --ansatz rbm --alpha 4 --samples 8192  # Metropolis sampling
+    python runs/tfim_quench.py --ansatz mps --bond-dim 8 --symmetry translations --samples 4096 --dt 0.02 \
+        --rtol-smooth 1e-8                                            # translation-invariant MPS, Metropolis
     python runs/tfim_quench.py --method teng --scheme heun --dt 0.02
     python runs/tfim_quench.py --L 8 --h0 2 --h 0.5 --samples 0     # from the ground state at h = 2
     python runs/tfim_quench.py --quick --out /tmp/q.h5
