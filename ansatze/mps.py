@@ -17,14 +17,15 @@ quench L = 12: infidelity 1.4e-3 after t = 0.2 with NetKet's start and RK4 Δt =
 Why an MPS: the 1D quench states of `runs/tfim_quench.py` carry little entanglement (half-chain entropy 1.4 nats
 at t = 1, 2.3 at t = 3 for L = 16), so an MPS of modest χ holds them (two cuts of a ring: Schmidt rank ≤ χ²),
 while the RBM's tangent space fails there (README). It is evaluated and sampled like any other NetKet model
-(Metropolis), and it is holomorphic in its complex tensors. Divergence from NetKet: only the start; the model
-is `nk.models.tensor_networks.MPSPeriodic`, whose parameter is A − 1.
+(Metropolis), and it is holomorphic in its complex tensors. Divergence from NetKet: the start, and for one tensor
+on all sites the block contraction of `BlockMPS` (same parameter A − 1 and values as NetKet's `MPSPeriodic`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import netket as nk
@@ -49,10 +50,11 @@ def shift_register_tensors(local_size: int, bond_dim: int) -> jnp.ndarray:
 def product_start_mps(
     hilbert: nk.hilbert.DiscreteHilbert, bond_dim: int, *, translation_invariant: bool = True,
     noise: float = 0.0, param_dtype: Any = jnp.complex128,
-) -> nk.models.tensor_networks.MPSPeriodic:
-    """NetKet's periodic MPS of bond dimension `bond_dim` on `hilbert`, one tensor for all sites when
-    `translation_invariant` (ψ is then invariant under the cyclic shift of the site order, a translation of a
-    ring), started at ψ = 1 (`shift_register_tensors`) plus complex Gaussian noise of standard deviation `noise`."""
+) -> nn.Module:
+    """A periodic MPS of bond dimension `bond_dim` on `hilbert`, started at ψ = 1 (`shift_register_tensors`) plus
+    complex Gaussian noise of standard deviation `noise`: with `translation_invariant` one tensor for all sites
+    (`BlockMPS`; ψ is invariant under the cyclic shift of the site order, a translation of a ring), else NetKet's
+    `MPSPeriodic` with a tensor per site."""
     if bond_dim < 1:
         raise ValueError(f"bond_dim must be >= 1, got {bond_dim}")
     if not hilbert.is_finite or not hasattr(hilbert, "local_size"):
@@ -63,6 +65,47 @@ def product_start_mps(
         tensors = jnp.broadcast_to(start, shape).astype(dtype)
         return tensors - jnp.eye(bond_dim, dtype=dtype) + noise * normal(1.0)(key, shape, dtype)
 
-    return nk.models.tensor_networks.MPSPeriodic(
-        hilbert, bond_dim=bond_dim, symperiod=1 if translation_invariant else None, kernel_init=init,
-        param_dtype=param_dtype)
+    if translation_invariant:
+        return BlockMPS(hilbert, bond_dim=bond_dim, kernel_init=init, param_dtype=param_dtype)
+    return nk.models.tensor_networks.MPSPeriodic(hilbert, bond_dim=bond_dim, kernel_init=init,
+                                                 param_dtype=param_dtype)
+
+
+class BlockMPS(nn.Module):
+    """The translation-invariant periodic MPS ψ(σ) = Tr[A(σ_1) ⋯ A(σ_N)] of NetKet's `MPSPeriodic(symperiod=1)`,
+    with the same parameter (``tensors`` = A − 1, shape (1, d, χ, χ)), contracted by blocks of k sites.
+
+    Divergence from NetKet, for speed: `MPSPeriodic` multiplies N − 1 matrices per configuration. Here the d^k
+    products A(s_1)⋯A(s_k) are tabulated once per call (shared by the whole batch), each configuration looks up
+    its N/k block products and multiplies them pairwise (a tree of N/k − 2 products, then Tr(XY) = Σ X ∘ Yᵀ):
+    at N = 16, k = 4 that is 2 matrix products and one elementwise sum per configuration instead of 15 products.
+    k is the largest divisor of N not above `block`. Values equal `MPSPeriodic`'s to rounding (tested).
+    """
+
+    hilbert: nk.hilbert.DiscreteHilbert
+    bond_dim: int
+    block: int = 4
+    kernel_init: Any = normal(0.01)
+    param_dtype: Any = jnp.complex128
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n, d, chi = self.hilbert.size, self.hilbert.local_size, self.bond_dim
+        k = max(b for b in range(1, min(self.block, n) + 1) if n % b == 0)
+        tensors = self.param("tensors", self.kernel_init, (1, d, chi, chi), self.param_dtype)
+        a = tensors[0] + jnp.eye(chi, dtype=self.param_dtype)
+        table = a
+        for _ in range(k - 1):  # table[p] = A(s_1)⋯A(s_j) with p = Σ_i s_i d^(j−i)
+            table = jnp.einsum("pij,sjk->psik", table, a).reshape(-1, chi, chi)
+        batch_shape = x.shape[:-1]
+        digits = self.hilbert.states_to_local_indices(x.reshape(-1, n)).reshape(-1, n // k, k)
+        index = jnp.sum(digits * d ** jnp.arange(k - 1, -1, -1), axis=-1)
+        blocks = table[index]  # (batch, N/k, χ, χ)
+        while blocks.shape[1] > 2:
+            odd = blocks[:, -1:] if blocks.shape[1] % 2 else blocks[:, :0]
+            blocks = jnp.concatenate([blocks[:, 0:-1:2] @ blocks[:, 1::2], odd], axis=1)
+        if blocks.shape[1] == 2:
+            trace = jnp.sum(blocks[:, 0] * jnp.swapaxes(blocks[:, 1], -1, -2), axis=(-1, -2))
+        else:
+            trace = jnp.trace(blocks[:, 0], axis1=-2, axis2=-1)
+        return jnp.log(trace.astype(jnp.result_type(self.param_dtype, 1j))).reshape(batch_shape)
