@@ -45,3 +45,11 @@ def test_tdvp_noise_study_scores_every_variant_against_the_exact_minimum(tmp_pat
         assert len(scores) == 2 * 2 * len(data["variants"])  # iid256 and metropolis, mean and bias
         assert all(s >= exact * (1 - 1e-9) for s in scores)  # no θ̇ beats the least-squares one
         assert row["r2_trajectory"] >= exact * (1 - 1e-9)
+
+
+@pytest.mark.slow  # ~15 s; BlockMPS against MPSPeriodic is in the default suite (test_mps.py)
+def test_mps_contraction_benchmark_compares_with_netket(tmp_path):
+    stdout, data = _run(["benchmarks/mps_contraction.py", "--quick"], tmp_path / "m.json")
+    (row,) = data["results"]
+    assert row["forward_ratio"] > 0 and row["jacobian_ratio"] > 0 and row["max_abs_diff"] < 1e-10
+    assert "Jacobian NetKet" in stdout
