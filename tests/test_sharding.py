@@ -1,4 +1,4 @@
-"""Every autoregressive ansatz samples and differentiates with NetKet's sample sharding over two devices.
+"""Every autoregressive ansatz (and the Metropolis-sampled MPS) samples and differentiates with NetKet's sample sharding over two devices.
 
 NetKet 3.23 shards samples with `shard_map`; chunked evaluation (`chunk_size`) and minSR's on-the-fly NTK
 run the model inside the map, where a scan's initial carry must have the type its body returns (inputs
@@ -42,6 +42,14 @@ _CODE = textwrap.dedent(
             driver.run(1, show_progress=False)
             assert np.isfinite(vs.expect(H).mean), name
         print("OK", name, len(vs.samples.sharding.device_set))
+    from ansatze.mps import product_start_mps  # Metropolis-sampled, holomorphic: expectation, gradient and QGT
+    ising = nk.operator.Ising(hi, nk.graph.Chain(6), h=0.5)
+    vs = nk.vqs.MCState(nk.sampler.MetropolisLocal(hi, n_chains=16), product_start_mps(hi, 4, noise=0.1),
+                        n_samples=512, chunk_size=128, seed=0)
+    e, g = vs.expect_and_grad(ising)
+    qgt = vs.quantum_geometric_tensor(nk.optimizer.qgt.QGTJacobianDense(holomorphic=True))
+    assert np.isfinite(e.mean) and np.all(np.isfinite(qgt.to_dense()))
+    print("OK", "mps", len(vs.samples.sharding.device_set))
     """
 )
 
@@ -52,5 +60,5 @@ def test_every_ansatz_samples_and_differentiates_sharded_over_two_devices():
     proc = subprocess.run([sys.executable, "-c", _CODE], env=env, capture_output=True, text=True, timeout=600,
                           cwd=REPO, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in ("transformer", "transformer_patch", "gru", "lstm_snake", "rnn2d"):
+    for name in ("transformer", "transformer_patch", "gru", "lstm_snake", "rnn2d", "mps"):
         assert f"OK {name} 2" in proc.stdout
