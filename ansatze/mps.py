@@ -48,55 +48,62 @@ def shift_register_tensors(local_size: int, bond_dim: int) -> jnp.ndarray:
 
 
 def product_start_mps(
-    hilbert: nk.hilbert.DiscreteHilbert, bond_dim: int, *, translation_invariant: bool = True,
-    noise: float = 0.0, param_dtype: Any = jnp.complex128,
+    hilbert: nk.hilbert.DiscreteHilbert, bond_dim: int, *, cell: int | None = 1, noise: float = 0.0,
+    param_dtype: Any = jnp.complex128,
 ) -> nn.Module:
     """A periodic MPS of bond dimension `bond_dim` on `hilbert`, started at ψ = 1 (`shift_register_tensors`) plus
-    complex Gaussian noise of standard deviation `noise`: with `translation_invariant` one tensor for all sites
-    (`BlockMPS`; ψ is invariant under the cyclic shift of the site order, a translation of a ring), else NetKet's
-    `MPSPeriodic` with a tensor per site."""
+    complex Gaussian noise of standard deviation `noise`: `BlockMPS` with a unit cell of `cell` tensors (ψ is then
+    invariant under the cyclic shift of the site order by `cell`, a translation of a ring; 1: one tensor for all
+    sites), or with ``cell=None`` NetKet's `MPSPeriodic` with a tensor per site."""
     if bond_dim < 1:
         raise ValueError(f"bond_dim must be >= 1, got {bond_dim}")
     if not hilbert.is_finite or not hasattr(hilbert, "local_size"):
         raise ValueError(f"an MPS needs a Hilbert space with one local dimension, got {hilbert}")
+    if cell is not None and (cell < 1 or hilbert.size % cell):
+        raise ValueError(f"the unit cell ({cell} sites) must divide the number of sites ({hilbert.size})")
     start = shift_register_tensors(hilbert.local_size, bond_dim)
 
     def init(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jnp.ndarray:
         tensors = jnp.broadcast_to(start, shape).astype(dtype)
         return tensors - jnp.eye(bond_dim, dtype=dtype) + noise * normal(1.0)(key, shape, dtype)
 
-    if translation_invariant:
-        return BlockMPS(hilbert, bond_dim=bond_dim, kernel_init=init, param_dtype=param_dtype)
+    if cell is not None:
+        return BlockMPS(hilbert, bond_dim=bond_dim, cell=cell, kernel_init=init, param_dtype=param_dtype)
     return nk.models.tensor_networks.MPSPeriodic(hilbert, bond_dim=bond_dim, kernel_init=init,
                                                  param_dtype=param_dtype)
 
 
 class BlockMPS(nn.Module):
-    """The translation-invariant periodic MPS ψ(σ) = Tr[A(σ_1) ⋯ A(σ_N)] of NetKet's `MPSPeriodic(symperiod=1)`,
-    with the same parameter (``tensors`` = A − 1, shape (1, d, χ, χ)), contracted by blocks of k sites.
+    """The periodic MPS ψ(σ) = Tr[A_1(σ_1) ⋯ A_N(σ_N)] with a unit cell of c tensors, A_j = A_{j mod c} (translation
+    invariant by c sites), as NetKet's `MPSPeriodic(symperiod=c)`, with the same parameter (``tensors`` = A − 1,
+    shape (c, d, χ, χ)), contracted by blocks of k sites.
 
     Divergence from NetKet, for speed: `MPSPeriodic` multiplies N − 1 matrices per configuration. Here the d^k
-    products A(s_1)⋯A(s_k) are tabulated once per call (shared by the whole batch), each configuration looks up
-    its N/k block products and multiplies them pairwise (a tree of N/k − 2 products, then Tr(XY) = Σ X ∘ Yᵀ):
+    products A_1(s_1)⋯A_k(s_k) are tabulated once per call (shared by the whole batch), each configuration looks
+    up its N/k block products and multiplies them pairwise (a tree of N/k − 2 products, then Tr(XY) = Σ X ∘ Yᵀ):
     at N = 16, k = 4 that is 2 matrix products and one elementwise sum per configuration instead of 15 products.
-    k is the largest divisor of N not above `block`. Values equal `MPSPeriodic`'s to rounding (tested).
+    k is the largest multiple of c that divides N and is not above max(`block`, c). Values equal `MPSPeriodic`'s
+    to rounding (tested).
     """
 
     hilbert: nk.hilbert.DiscreteHilbert
     bond_dim: int
+    cell: int = 1
     block: int = 4
     kernel_init: Any = normal(0.01)
     param_dtype: Any = jnp.complex128
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        n, d, chi = self.hilbert.size, self.hilbert.local_size, self.bond_dim
-        k = max(b for b in range(1, min(self.block, n) + 1) if n % b == 0)
-        tensors = self.param("tensors", self.kernel_init, (1, d, chi, chi), self.param_dtype)
-        a = tensors[0] + jnp.eye(chi, dtype=self.param_dtype)
-        table = a
-        for _ in range(k - 1):  # table[p] = A(s_1)⋯A(s_j) with p = Σ_i s_i d^(j−i)
-            table = jnp.einsum("pij,sjk->psik", table, a).reshape(-1, chi, chi)
+        n, d, chi, c = self.hilbert.size, self.hilbert.local_size, self.bond_dim, self.cell
+        if c < 1 or n % c:
+            raise ValueError(f"the unit cell ({c} sites) must divide the number of sites ({n})")
+        k = max(b for b in range(c, max(self.block, c) + 1, c) if n % b == 0)
+        tensors = self.param("tensors", self.kernel_init, (c, d, chi, chi), self.param_dtype)
+        a = tensors + jnp.eye(chi, dtype=self.param_dtype)
+        table = a[0]
+        for j in range(1, k):  # table[p] = A_1(s_1)⋯A_j(s_j) with p = Σ_i s_i d^(j−i)
+            table = jnp.einsum("pij,sjk->psik", table, a[j % c]).reshape(-1, chi, chi)
         batch_shape = x.shape[:-1]
         digits = self.hilbert.states_to_local_indices(x.reshape(-1, n)).reshape(-1, n // k, k)
         index = jnp.sum(digits * d ** jnp.arange(k - 1, -1, -1), axis=-1)

@@ -77,6 +77,8 @@ def add_ansatz_options(
     group.add_argument("--cell", choices=("gru", "lstm"), default="gru", help="recurrent cell (--ansatz rnn)")
     group.add_argument("--alpha", type=int, default=2, help="hidden units per site (--ansatz rbm)")
     group.add_argument("--bond-dim", type=int, default=8, help="bond dimension χ (--ansatz mps)")
+    group.add_argument("--mps-cell", type=int, default=1,
+                       help="sites per MPS unit cell with --symmetry translations (2: a Néel-ordered start)")
     group.add_argument("--mps-noise", type=float, default=0.0,
                        help="standard deviation of complex noise added to the MPS start (--ansatz mps)")
     group.add_argument("--order", choices=("raster", "snake", "chain"), default=None,
@@ -121,7 +123,7 @@ def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None,
     the --symmetry group; it is not autoregressive (`nqs.vmc.make_state` samples it by Metropolis), refuses
     `sign_sites` and constraints, and ignores `initial_distribution`: a product start is prepared by a fit
     (`dynamics.quench.ground_state_variables`). ``mps`` is NetKet's periodic MPS of bond dimension --bond-dim,
-    one tensor for all sites with --symmetry translations (rings only), started exactly at |→⟩ by
+    one tensor per --mps-cell sites with --symmetry translations (rings only), started exactly at |→⟩ by
     `ansatze.mps.product_start_mps` (holomorphic, Metropolis-sampled, no constraints). With --spin-flip the RBM has no biases, which makes it exactly
     even under σ → −σ (instead of the evaluation-time symmetrisation of the autoregressive ansätze);
     --jastrow multiplies it by `ansatze.jastrow.WithJastrow` over the same group (J = 0 at the start).
@@ -215,7 +217,7 @@ def _mps(args: argparse.Namespace, system):
     if symmetry not in ("none", "translations") or (symmetry == "translations" and not ring):
         raise ValueError("--ansatz mps is translation invariant only on a ring (--symmetry translations on a 1D "
                          f"chain); got --symmetry {symmetry} on {system.graph}")
-    return product_start_mps(system.hilbert, args.bond_dim, translation_invariant=symmetry == "translations",
+    return product_start_mps(system.hilbert, args.bond_dim, cell=args.mps_cell if symmetry == "translations" else None,
                              noise=args.mps_noise, param_dtype=param_dtype(args, complex_=True))
 
 

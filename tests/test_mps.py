@@ -31,8 +31,8 @@ def _log_psi_and_jacobian(model, hilbert, key=0, *, jacobian=True):
 @pytest.mark.parametrize("local_size, bond_dim, n", [(2, 1, 5), (2, 6, 6), (2, 8, 6), (3, 10, 4)])
 def test_start_is_exactly_the_uniform_state(local_size, bond_dim, n):
     hilbert = nk.hilbert.Spin(0.5 * (local_size - 1), n)
-    for invariant in (True, False):
-        model = product_start_mps(hilbert, bond_dim, translation_invariant=invariant)
+    for cell in (1, 2, None):
+        model = product_start_mps(hilbert, bond_dim, cell=cell if cell is None or n % cell == 0 else 1)
         _, log_psi, _ = _log_psi_and_jacobian(model, hilbert, jacobian=False)
         np.testing.assert_allclose(log_psi, 0.0, atol=1e-12)  # ψ(σ) = 1: |→⟩ for spins 1/2
     a = shift_register_tensors(local_size, bond_dim)
@@ -95,19 +95,21 @@ def test_mps_option_refuses_what_it_cannot_do():
         build_ansatz(parser.parse_args(["--ansatz", "mps", "--symmetry", "point"]), tfim(4))
     with pytest.raises(ValueError, match="spin-flip"):
         build_ansatz(parser.parse_args(["--ansatz", "mps", "--spin-flip"]), tfim(4))
+    with pytest.raises(ValueError, match="unit cell"):
+        build_ansatz(parser.parse_args(["--ansatz", "mps", "--symmetry", "translations", "--mps-cell", "3"]), tfim(4))
     with pytest.raises(ValueError, match="bond_dim"):
         build_ansatz(parser.parse_args(["--ansatz", "mps", "--bond-dim", "0"]), tfim(4))
 
 
-@pytest.mark.parametrize("local_size, n", [(2, 5), (2, 8), (2, 12), (3, 6)])
-def test_block_contraction_equals_netkets_mps(local_size, n):
+@pytest.mark.parametrize("local_size, n, cell", [(2, 5, 1), (2, 8, 1), (2, 12, 1), (3, 6, 1), (2, 12, 2), (2, 6, 3)])
+def test_block_contraction_equals_netkets_mps(local_size, n, cell):
     hilbert = nk.hilbert.Spin(0.5 * (local_size - 1), n)
-    reference = nk.models.tensor_networks.MPSPeriodic(hilbert, bond_dim=3, symperiod=1, param_dtype=complex,
+    reference = nk.models.tensor_networks.MPSPeriodic(hilbert, bond_dim=3, symperiod=cell, param_dtype=complex,
                                                       kernel_init=jax.nn.initializers.normal(0.4))
     x = hilbert.all_states()
     params = reference.init(jax.random.PRNGKey(1), x[:1])
     expected = np.asarray(reference.apply(params, x))
-    log_psi = np.asarray(BlockMPS(hilbert, bond_dim=3).apply(params, x))
+    log_psi = np.asarray(BlockMPS(hilbert, bond_dim=3, cell=cell).apply(params, x))
     phase = np.exp(1j * (log_psi.imag - expected.imag))  # log's branch may differ by 2πi
     np.testing.assert_allclose(log_psi.real, expected.real, atol=1e-10)
     np.testing.assert_allclose(phase, 1.0, atol=1e-10)
