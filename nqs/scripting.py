@@ -122,11 +122,11 @@ def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None,
     ``system.graph``. ``rbm`` is NetKet's complex (holomorphic) `nk.models.RBM`, or `nk.models.RBMSymm` over
     the --symmetry group; it is not autoregressive (`nqs.vmc.make_state` samples it by Metropolis), refuses
     `sign_sites` and constraints, and ignores `initial_distribution`: a product start is prepared by a fit
-    (`dynamics.quench.ground_state_variables`). ``mps`` is NetKet's periodic MPS of bond dimension --bond-dim,
-    one tensor per --mps-cell sites with --symmetry translations (rings only), started exactly at |→⟩ by
-    `ansatze.mps.product_start_mps` (holomorphic, Metropolis-sampled, no constraints). With --spin-flip the RBM has no biases, which makes it exactly
-    even under σ → −σ (instead of the evaluation-time symmetrisation of the autoregressive ansätze);
-    --jastrow multiplies it by `ansatze.jastrow.WithJastrow` over the same group (J = 0 at the start).
+    (`dynamics.quench.ground_state_variables`). ``mps`` is a periodic MPS of bond dimension --bond-dim started
+    exactly at |→⟩ (`ansatze.mps.product_start_mps`: `BlockMPS` with one tensor per --mps-cell sites under
+    --symmetry translations, rings only, else NetKet's `MPSPeriodic`; holomorphic, Metropolis-sampled, no
+    constraints). With --spin-flip the RBM has no biases, which makes it exactly even under σ → −σ (instead of
+    the evaluation-time symmetrisation of the autoregressive ansätze); --jastrow multiplies it by `ansatze.jastrow.WithJastrow` over the same group (J = 0 at the start).
     """
     from ansatze import AR2DRNN, ARRNN, ARTransformer
     from ansatze.symmetrized import Symmetrized, symmetry_group
@@ -217,8 +217,9 @@ def _mps(args: argparse.Namespace, system):
     if symmetry not in ("none", "translations") or (symmetry == "translations" and not ring):
         raise ValueError("--ansatz mps is translation invariant only on a ring (--symmetry translations on a 1D "
                          f"chain); got --symmetry {symmetry} on {system.graph}")
-    return product_start_mps(system.hilbert, args.bond_dim, cell=args.mps_cell if symmetry == "translations" else None,
-                             noise=args.mps_noise, param_dtype=param_dtype(args, complex_=True))
+    cell = args.mps_cell if symmetry == "translations" else None
+    return product_start_mps(system.hilbert, args.bond_dim, cell=cell, noise=args.mps_noise,
+                             param_dtype=param_dtype(args, complex_=True))
 
 
 def build_povm_state(args: argparse.Namespace, n_sites: int, site_rho, paths=None):
