@@ -76,7 +76,9 @@ def add_ansatz_options(
     group.add_argument("--heads", type=int, default=heads, help="attention heads (Transformer)")
     group.add_argument("--cell", choices=("gru", "lstm"), default="gru", help="recurrent cell (--ansatz rnn)")
     group.add_argument("--alpha", type=int, default=2, help="hidden units per site (--ansatz rbm)")
-    group.add_argument("--bond-dim", type=int, default=8, help="bond dimension χ (--ansatz mps)")
+    group.add_argument("--bond-dim", type=int, default=8,
+                       help="bond dimension χ (--ansatz mps; a power of 2 puts every bond state in the start's register, "
+                       "other values leave the rest to --mps-noise)")
     group.add_argument("--mps-cell", type=int, default=1,
                        help="sites per MPS unit cell with --symmetry translations (2: a Néel-ordered start)")
     group.add_argument("--mps-noise", type=float, default=0.0,
