@@ -138,6 +138,9 @@ def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None,
     if args.ansatz in ("rbm", "mps"):
         if sign_sites is not None:
             raise ValueError(f"--ansatz {args.ansatz} has no built-in sign rule; rotate the Hamiltonian instead")
+        if system.constraint is not None:
+            raise ValueError(f"--ansatz {args.ansatz} cannot keep the constraint {system.constraint.describe()} "
+                             "(its Metropolis sampler leaves the sector); use an autoregressive ansatz")
         return _rbm(args, system) if args.ansatz == "rbm" else _mps(args, system)
 
     common = {"constraint": system.constraint, "phase": phase, "initial_distribution": initial_distribution,
@@ -183,9 +186,6 @@ def _rbm(args: argparse.Namespace, system):
 
     from ansatze.symmetrized import symmetry_group
 
-    if system.constraint is not None:
-        raise ValueError(f"--ansatz rbm cannot keep the constraint {system.constraint.describe()} "
-                         "(its Metropolis sampler leaves the sector); use an autoregressive ansatz")
     symmetry = getattr(args, "symmetry", "none")
     # --spin-flip: no visible or hidden biases, so log ψ(σ) = Σ_j log cosh((Wσ)_j) is even, ψ(−σ) = ψ(σ)
     # exactly (the Z2-even sector of a TFIM quench from |→⟩); W = 0 is the product state |→⟩
@@ -208,9 +208,6 @@ def _rbm(args: argparse.Namespace, system):
 def _mps(args: argparse.Namespace, system):
     from ansatze.mps import product_start_mps
 
-    if system.constraint is not None:
-        raise ValueError(f"--ansatz mps cannot keep the constraint {system.constraint.describe()} "
-                         "(its Metropolis sampler leaves the sector); use an autoregressive ansatz")
     if getattr(args, "spin_flip", False):
         raise ValueError("--spin-flip is not available for --ansatz mps")
     symmetry = getattr(args, "symmetry", "none")
