@@ -77,6 +77,7 @@ import scipy.linalg
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
+from dynamics.tangent_start import TangentStartReport, fit_tangent_start
 from nqs import exact
 from nqs.exact import MAX_OPEN_SITES
 from nqs.povm import (
@@ -97,7 +98,7 @@ LP_CHUNK_CONFIGS = 16384  # connected strings per model evaluation in `_Povm.lp_
 INTEGRATORS = {"Euler": nkx.dynamics.Euler, "Heun": nkx.dynamics.Heun, "RK4": nkx.dynamics.RK4,
                "RK23": nkx.dynamics.RK23, "RK45": nkx.dynamics.RK45}
 ADAPTIVE = ("RK23", "RK45")
-TDVP_SOLVERS = ("pinv_smooth", "shift")
+TDVP_SOLVERS = ("pinv_smooth", "shift", "snr")
 _PAULI = {
     "X": np.array([[0, 1], [1, 0]], dtype=complex),
     "Y": np.array([[0, -1j], [1j, 0]], dtype=complex),
@@ -223,8 +224,10 @@ class PovmTDVPSettings:
             outside jit and compiles them anew on every step (~0.1–0.2 s per step on a CPU): negligible
             for large models, dominant for tiny ones.
         solver: "pinv_smooth" (NetKet's eigen-decomposition pseudo-inverse with the smooth cut-off
-            1/(1 + (pinv_rtol_smooth λ_max/λ)⁶), eigenvalues below pinv_rtol λ_max dropped) or "shift"
-            (Cholesky solve of S + diag_shift·1).
+            1/(1 + (pinv_rtol_smooth λ_max/λ)⁶), eigenvalues below pinv_rtol λ_max dropped), "shift"
+            (Cholesky solve of S + diag_shift·1) or "snr" (the same pseudo-inverse times the signal-to-noise
+            filter 1/(1 + (snr_tol/SNR_k)⁶) of `snr_solve`; sampled states only, full sums use pinv_smooth).
+        pinv_rtol, pinv_rtol_smooth, diag_shift, snr_tol: the cut-offs of those solvers.
         n_obs_samples, purity_max_sites, seed: as in `TrapezoidSettings`.
     """
 
@@ -238,6 +241,7 @@ class PovmTDVPSettings:
     pinv_rtol: float = 1e-12
     pinv_rtol_smooth: float = 1e-8
     diag_shift: float = 1e-6
+    snr_tol: float = 2.0
     n_obs_samples: int = 20000
     purity_max_sites: int = 8
     seed: int = 0
@@ -250,6 +254,8 @@ class PovmTDVPSettings:
             raise ValueError(f"unknown solver {self.solver!r}; choose one of {TDVP_SOLVERS}")
         if self.diag_shift < 0:
             raise ValueError(f"diag_shift must be >= 0, got {self.diag_shift}")
+        if not self.snr_tol >= 0:
+            raise ValueError(f"snr_tol must be >= 0, got {self.snr_tol}")
 
     @property
     def times(self) -> np.ndarray:
@@ -461,6 +467,37 @@ def _set_parameters(vstate: Any, params) -> None:
     vstate.parameters = params
     if isinstance(vstate, nk.vqs.MCState):
         vstate.reset()
+
+
+def tangent_start(
+    system: System,
+    vstate: Any,
+    *,
+    povm: POVM | None = None,
+    n_samples: int = 8192,
+    n_iter: int = 1000,
+    learning_rate: float = 3e-3,
+    head: str = "amplitude_head",
+    seed: int = 0,
+) -> TangentStartReport:
+    """Re-parametrise a product-start POVM model so that its tangent space holds L_loc (`dynamics.tangent_start`):
+    the state is unchanged, `vstate`'s parameters are replaced. Fits on `n_samples` exact samples, reports r²
+    on `n_samples` more (drawn from P_θ by the sampler, or from the full vector for a `FullSumState`)."""
+    ctx = _make_context(system, vstate, povm)
+    params = vstate.parameters
+    key = jax.random.PRNGKey(seed)
+    if ctx.full_sum:
+        index = jax.random.choice(key, 4**ctx.n_sites, (2 * n_samples,), p=ctx.probabilities(params))
+        a = jnp.asarray(ctx.outcomes)[index]
+    else:
+        a = ctx.sample(params, key, 2 * n_samples)
+    log_pa = ctx.log_prob(params, a)
+    target = ctx.lp_ratios(params, a, log_pa, log_p_a=log_pa)
+    new, report = fit_tangent_start(ctx.log_prob, params, (a[:n_samples], target[:n_samples]),
+                                    (a[n_samples:], target[n_samples:]), head=head, n_iter=n_iter,
+                                    learning_rate=learning_rate, seed=seed)
+    _set_parameters(vstate, new)
+    return report
 
 
 # -- observables and physicality diagnostics -------------------------------------------------------
@@ -843,6 +880,28 @@ def evolve_trapezoid(
 
 
 # -- (b) POVM-TDVP ----------------------------------------------------------------------------------
+def snr_solve(S: jax.Array, F: jax.Array, Oc: jax.Array, centred: jax.Array, *, rtol: float, rtol_smooth: float,
+              snr_tol: float) -> jax.Array:
+    """θ̇ = Σ_k v_k ρ_k/λ_k · [1 + (rtol_smooth λ_max/λ_k)⁶]⁻¹ [1 + (snr_tol/SNR_k)⁶]⁻¹ (λ_k ≥ rtol λ_max), the
+    signal-to-noise filter of Schmitt & Heyl, PRL 125, 100503 (2020), as used for POVM-TDVP by Reh et al. (jVMC).
+
+    S = V Λ Vᵀ; ρ_k = (Vᵀ F)_k = mean_s ρ_k(s) with ρ_k(s) = (Vᵀ Oc(s))_k · centred(s) for the N_s samples s
+    (rows of the centred Jacobian `Oc`, centred local values `centred`); SNR_k = |ρ_k| √N_s / std_s ρ_k(s).
+    A mode whose force the samples cannot resolve is damped. Our code: NetKet's `TDVPSchmitt` is a driver for
+    wave functions (complex S, F from E_loc), not a solver for a real POVM distribution.
+    """
+    lam, V = jnp.linalg.eigh(S)
+    lam_max = lam[-1]
+    rho = V.T @ F
+    per_sample = (Oc @ V) * centred[:, None]
+    spread = jnp.std(per_sample, axis=0)
+    snr = jnp.where(spread > 0, jnp.abs(rho) * jnp.sqrt(Oc.shape[0]) / jnp.where(spread > 0, spread, 1.0), jnp.inf)
+    keep = lam > rtol * lam_max
+    safe = jnp.where(keep, lam, 1.0)
+    damping = 1.0 / (1.0 + (rtol_smooth * lam_max / safe) ** 6) / (1.0 + (snr_tol / snr) ** 6)
+    return V @ jnp.where(keep, damping * rho / safe, 0.0)
+
+
 def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
     """θ̇ = S⁻¹F (regularised) and the relative residual Var(L_loc − O·θ̇)/Var(L_loc), jitted."""
 
@@ -855,8 +914,11 @@ def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
         for 1024 samples of a 3×3 POVM Transformer with 3604 parameters)."""
         return jax.vmap(jax.grad(lambda f, x: log_p(f, x[None])[0]), in_axes=(None, 0))(flat, a)
 
-    def solve(S, F):
-        if settings.solver == "pinv_smooth":
+    def solve(S, F, Oc, centred):
+        if settings.solver == "snr" and not ctx.full_sum:  # exact sums have no noise to filter
+            return snr_solve(S, F, Oc, centred, rtol=settings.pinv_rtol, rtol_smooth=settings.pinv_rtol_smooth,
+                             snr_tol=settings.snr_tol)
+        if settings.solver in ("pinv_smooth", "snr"):
             x, _ = nk.optimizer.solver.pinv_smooth(S, F, rtol=settings.pinv_rtol, rtol_smooth=settings.pinv_rtol_smooth)
             return x
         factor = jax.scipy.linalg.cho_factor(S + settings.diag_shift * jnp.eye(S.shape[0]))
@@ -883,8 +945,8 @@ def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
             weights = jnp.full(a.shape[0], 1.0 / a.shape[0])
             S = Oc.T @ Oc / a.shape[0]
             F = Oc.T @ (L_loc - L_loc.mean()) / a.shape[0]
-        theta_dot = solve(S, F)
         centred = L_loc - weights @ L_loc
+        theta_dot = solve(S, F, Oc, centred)
         residual = centred - Oc @ theta_dot
         rel = (weights @ residual**2) / jnp.maximum(weights @ centred**2, 1e-300)
         return theta_dot, rel

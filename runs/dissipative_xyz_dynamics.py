@@ -21,10 +21,12 @@ import numpy as np
 import nqs  # noqa: F401  (first: enables 64-bit floats)
 from ansatze.string_states import FAMILIES_2D, string_paths
 from dynamics.povm_dynamics import (
+    TDVP_SOLVERS,
     PovmTDVPSettings,
     TrapezoidSettings,
     evolve_povm_tdvp,
     evolve_trapezoid,
+    tangent_start,
 )
 from hamiltonians import dissipative_xyz
 from nqs import exact, results
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> results.Result:
     add_dtype_option(model_opts)
     model_opts.add_argument("--strings", choices=("none",) + FAMILIES_2D, default="none",
                             help="String-State orderings (none: one raster path)")
+    model_opts.add_argument("--tangent-start", type=int, default=0, metavar="ITER",
+                            help="Adam iterations of the tangent-space start (dynamics.tangent_start; 0: off)")
     trap_opts = parser.add_argument_group("trapezoid")
     trap_opts.add_argument("--iterations", type=int, default=120, help="Adam iterations per step")
     trap_opts.add_argument("--lr", type=float, default=1e-2)
@@ -64,6 +68,9 @@ def main(argv: list[str] | None = None) -> results.Result:
     tdvp_opts.add_argument("--integrator", default="RK4", help="Euler, Heun, RK4 (fixed step), RK23 or RK45")
     tdvp_opts.add_argument("--rtol-smooth", type=float, default=1e-8,
                            help="smooth pseudo-inverse cut-off relative to the largest eigenvalue of S")
+    tdvp_opts.add_argument("--solver", choices=TDVP_SOLVERS, default="pinv_smooth",
+                           help="linear solver of S θ̇ = F (snr: pseudo-inverse with the signal-to-noise filter)")
+    tdvp_opts.add_argument("--snr-tol", type=float, default=2.0, help="ε_SNR of --solver snr")
     args = parser.parse_args(argv)
     if args.quick:
         args.L, args.T, args.dt, args.n_save, args.samples, args.features = 2, 0.1, 0.05, 3, 256, 8
@@ -74,6 +81,12 @@ def main(argv: list[str] | None = None) -> results.Result:
     povm = POVM.tetrahedral()
     paths = None if args.strings == "none" else string_paths(args.strings, shape)
     vstate = build_povm_state(args, system.n_sites, np.diag([1.0, 0.0]), paths)  # |↑⟩⟨↑| on every site
+    config = config_of(args)
+    if args.tangent_start:
+        report = tangent_start(system, vstate, povm=povm, n_iter=args.tangent_start, seed=args.seed)
+        print(f"tangent start: residual r² {report.residual_before:.3g} -> {report.residual_after:.3g} "
+              f"({report.wall_time:.0f} s)")
+        config.update(report.as_dict())
     n = system.n_sites
     rho0 = None
     if n <= exact.MAX_OPEN_SITES:
@@ -86,10 +99,11 @@ def main(argv: list[str] | None = None) -> results.Result:
         settings = TrapezoidSettings(n_iter=args.iterations, learning_rate=args.lr, **common)
         evolve = evolve_trapezoid
     else:
-        settings = PovmTDVPSettings(integrator=args.integrator, pinv_rtol_smooth=args.rtol_smooth, **common)
+        settings = PovmTDVPSettings(integrator=args.integrator, pinv_rtol_smooth=args.rtol_smooth,
+                                    solver=args.solver, snr_tol=args.snr_tol, **common)
         evolve = evolve_povm_tdvp
     outcome = evolve(system, vstate, settings, povm=povm, rho0=rho0, out=str(args.out), mode=args.mode,
-                     config=config_of(args), seed=args.seed, progress=not args.quiet)
+                     config=config, seed=args.seed, progress=not args.quiet)
     result = results.load(args.out)
     print(f"\ndissipative XYZ {args.L}x{args.L} Jx={args.Jx} Jy={args.Jy} Jz={args.Jz} gamma={args.gamma}, "
           f"{args.method}, strings={args.strings}, n_parameters={result.ansatz.get('n_parameters')}, "

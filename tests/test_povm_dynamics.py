@@ -273,3 +273,23 @@ def test_full_enumeration_by_shared_prefixes_equals_direct_evaluation(layout):
     assert strings._shared_prefix_layout is None
     np.testing.assert_allclose(strings.log_probabilities(mixture.parameters),
                                strings.log_prob(mixture.parameters, jnp.asarray(strings.outcomes)), rtol=1e-12)
+
+
+def test_snr_solve_is_the_smooth_pseudo_inverse_without_filter_and_damps_unresolved_forces():
+    rng = np.random.default_rng(0)
+    n = 4000
+    signal = rng.normal(size=n)
+    Oc = np.stack([signal, rng.normal(size=n), rng.normal(size=n)], axis=1)
+    q, _ = np.linalg.qr(Oc - Oc.mean(0))  # centred, orthogonal columns: S is diagonal, its modes are the columns
+    Oc = jnp.asarray(np.sqrt(n) * q * np.array([1.0, 2.0, 3.0]))
+    centred = jnp.asarray(0.7 * Oc[:, 0] + 0.1 * rng.normal(size=n))
+    centred = centred - centred.mean()
+    S, F = Oc.T @ Oc / n, Oc.T @ centred / n
+    plain, _ = nk.optimizer.solver.pinv_smooth(S, F, rtol=1e-12, rtol_smooth=1e-8)
+    unfiltered = pd.snr_solve(S, F, Oc, centred, rtol=1e-12, rtol_smooth=1e-8, snr_tol=0.0)
+    np.testing.assert_allclose(unfiltered, plain, rtol=1e-10, atol=1e-12)
+    filtered = pd.snr_solve(S, F, Oc, centred, rtol=1e-12, rtol_smooth=1e-8, snr_tol=4.0)
+    assert abs(filtered[0] - plain[0]) < 1e-6 * abs(plain[0])  # the resolved force (SNR ~ 400) is kept
+    assert np.all(np.abs(filtered[1:]) < 0.2 * np.abs(plain[1:]))  # pure-noise forces (SNR ~ 1) are damped
+    with pytest.raises(ValueError, match="snr_tol"):
+        pd.PovmTDVPSettings(solver="snr", snr_tol=-1.0)
