@@ -77,7 +77,7 @@ import scipy.linalg
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
-from dynamics.tangent_start import TangentStartReport, fit_tangent_start
+from dynamics.tangent_start import HEAD, TangentStartReport, fit_tangent_start
 from nqs import exact
 from nqs.exact import MAX_OPEN_SITES
 from nqs.povm import (
@@ -477,7 +477,7 @@ def tangent_start(
     n_samples: int = 8192,
     n_iter: int = 1000,
     learning_rate: float = 3e-3,
-    head: str = "amplitude_head",
+    head: tuple[str, ...] = HEAD,
     seed: int = 0,
 ) -> TangentStartReport:
     """Re-parametrise a product-start POVM model so that its tangent space holds L_loc (`dynamics.tangent_start`):

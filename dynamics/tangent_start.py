@@ -58,14 +58,17 @@ class TangentStartReport:
         return {f"tangent_start_{k}": v for k, v in fields.items()}
 
 
-def _split(params: Any, head: str) -> tuple[dict, dict]:
-    """The flattened parameters (path tuples as keys) inside and outside every subtree named `head`."""
+HEAD = ("amplitude_head", "site_logits", "token_logits")  # the output layer of `ansatze` models and its bias tables
+
+
+def _split(params: Any, head: tuple[str, ...]) -> tuple[dict, dict]:
+    """The flattened parameters (path tuples as keys) inside and outside every subtree named in `head`."""
     flat = traverse_util.flatten_dict(unfreeze(params))
-    inside = {k: v for k, v in flat.items() if head in k}
+    inside = {k: v for k, v in flat.items() if set(head) & set(k)}
     if not inside:
-        raise ValueError(f"no parameter subtree named {head!r} in the model (its parameters: "
-                         f"{sorted({'/'.join(map(str, k[:-1])) for k in flat})})")
-    return inside, {k: v for k, v in flat.items() if head not in k}
+        raise ValueError(f"no parameter subtree named {' or '.join(map(repr, head))} in the model (its "
+                         f"parameters: {sorted({'/'.join(map(str, k)) for k in flat})})")
+    return inside, {k: v for k, v in flat.items() if k not in inside}
 
 
 def _join(inside: dict, outside: dict) -> dict:
@@ -73,7 +76,7 @@ def _join(inside: dict, outside: dict) -> dict:
 
 
 def head_residual(log_prob: LogProb, params: Any, samples: jax.Array, target: jax.Array,
-                  head: str = "amplitude_head") -> float:
+                  head: tuple[str, ...] = HEAD) -> float:
     """r² of the least-squares fit of the centred target by the centred head directions ∂ log P/∂(head)
     on `samples` (a ∼ P); at a product start this is the relative TDVP residual at t = 0 (no regularisation)."""
     inside, outside = _split(params, head)
@@ -96,7 +99,7 @@ def fit_tangent_start(
     fit: tuple[jax.Array, jax.Array],
     check: tuple[jax.Array, jax.Array],
     *,
-    head: str = "amplitude_head",
+    head: tuple[str, ...] = HEAD,
     n_iter: int = 1000,
     learning_rate: float = 3e-3,
     seed: int = 0,
@@ -107,7 +110,8 @@ def fit_tangent_start(
         log_prob: (params, a) ↦ log P_θ(a) (real; for a wave function use its log-modulus and target).
         params: parameters at which the model does not depend on anything outside `head`.
         fit, check: (samples a ∼ P_θ, target g(a)) for the fit and for the held-out residuals.
-        head: name of the parameter subtree(s) that pin the state (every subtree with that name).
+        head: names of the parameter subtrees that pin the state (every subtree with one of these names;
+            default: the output head and the per-site bias tables of `ansatze`' autoregressive models).
         n_iter, learning_rate: Adam iterations and step size.
         seed: seed of the probe that checks the precondition.
 
@@ -123,7 +127,7 @@ def fit_tangent_start(
     keys = jax.random.split(jax.random.PRNGKey(seed), len(outside))
     probe = {k: v + 0.1 * jax.random.normal(key, v.shape, v.dtype) for (k, v), key in zip(outside.items(), keys)}
     _check_unchanged(log_p0, log_prob(_join(inside, probe), x_fit),
-                     f"log P depends on the parameters outside {head!r}: the tangent start needs a product-state "
+                     f"log P depends on the parameters outside {head}: the tangent start needs a product-state "
                      "start (zero head kernel, `initial_distribution`)")
     g_c = g_fit - jnp.mean(g_fit)
     variance = jnp.mean(g_c**2)

@@ -58,4 +58,18 @@ def test_tangent_start_refuses_a_model_that_is_not_at_a_product_start(xyz_2x2):
     with pytest.raises(ValueError, match="product-state start"):
         fit_tangent_start(ctx.log_prob, moved, data, data, n_iter=1)
     with pytest.raises(ValueError, match="no parameter subtree named 'readout'"):
-        fit_tangent_start(ctx.log_prob, params, data, data, head="readout", n_iter=1)
+        fit_tangent_start(ctx.log_prob, params, data, data, head=("readout",), n_iter=1)
+
+
+def test_tangent_start_accepts_a_site_dependent_product_start(xyz_2x2):
+    system, vstate = xyz_2x2
+    up, down = (tuple(float(p) for p in probabilities(np.diag(d).astype(complex), POVM.tetrahedral(), 1))
+                for d in ([1.0, 0.0], [0.2, 0.8]))
+    model = ARTransformer(vstate.hilbert, layers=1, features=8, heads=2, phase=False, machine_pow=1,
+                          initial_distribution=(up, down, down, up))  # staggered on the plaquette
+    neel = nk.vqs.FullSumState(vstate.hilbert, model, seed=0)
+    ctx = pd._make_context(system, neel, POVM.tetrahedral())
+    log_p = ctx.log_probabilities(neel.parameters)
+    report = pd.tangent_start(system, neel, n_samples=512, n_iter=20)
+    np.testing.assert_allclose(ctx.log_probabilities(neel.parameters), log_p, atol=1e-12)
+    assert report.residual_after <= report.residual_before
