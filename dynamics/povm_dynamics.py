@@ -28,11 +28,13 @@ with the b from `PovmLindbladian.connected(a)`. Three methods move the parameter
 
        S θ̇ = F,   S_kk' = Cov_P(O_k, O_k'),   F_k = Cov_P(O_k, L_loc),
 
-   solved with a regularised inverse (NetKet's smooth pseudo-inverse, or S + ε1) and integrated with
+   solved with a regularised inverse (NetKet's smooth pseudo-inverse, S + ε1, or the pseudo-inverse with the
+   signal-to-noise filter of Schmitt & Heyl that jVMC applies, `snr_solve`) and integrated with
    NetKet's `netket.experimental.dynamics` Runge–Kutta integrators (fixed Euler/Heun/RK4 or adaptive
    RK23/RK45). In full summation F_k = Σ_a (O_k(a) − ⟨O_k⟩)(L P_θ)(a), which needs no division by P.
-   The relative residual Var(L_loc − O·θ̇)/Var(L_loc) is recorded. jVMC's signal-to-noise filter is
-   not included.
+   The relative residual Var(L_loc − O·θ̇)/Var(L_loc) is recorded (in-sample when sampled: it
+   underestimates the error of a noisy fit). A product start can first be re-parametrised by
+   `tangent_start` so that its tangent space holds the first step (`dynamics.tangent_start`).
 
 3. **Variational steady state** (Luo et al. 2022): minimise ‖L P_θ‖₁ = Σ_a |(L P_θ)(a)|
    = E_{a∼P_θ} |L_loc(a)| (density held fixed in the gradient) with Adam, keeping the checkpoint with the
