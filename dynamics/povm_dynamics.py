@@ -481,6 +481,7 @@ def tangent_start(
     learning_rate: float = 3e-3,
     head: tuple[str, ...] = HEAD,
     seed: int = 0,
+    progress: bool = False,
 ) -> TangentStartReport:
     """Re-parametrise a product-start POVM model so that its tangent space holds L_loc (`dynamics.tangent_start`):
     the state is unchanged, `vstate`'s parameters are replaced. Fits on `n_samples` exact samples, reports r²
@@ -497,7 +498,7 @@ def tangent_start(
     target = ctx.lp_ratios(params, a, log_pa, log_p_a=log_pa)
     new, report = fit_tangent_start(ctx.log_prob, params, (a[:n_samples], target[:n_samples]),
                                     (a[n_samples:], target[n_samples:]), head=head, n_iter=n_iter,
-                                    learning_rate=learning_rate, seed=seed)
+                                    learning_rate=learning_rate, seed=seed, progress=progress)
     _set_parameters(vstate, new)
     return report
 

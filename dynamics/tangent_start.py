@@ -38,6 +38,7 @@ import numpy as np
 import optax
 from flax import traverse_util
 from flax.core import unfreeze
+from tqdm.auto import tqdm
 
 LogProb = Callable[[Any, jax.Array], jax.Array]
 
@@ -104,6 +105,7 @@ def fit_tangent_start(
     n_iter: int = 1000,
     learning_rate: float = 3e-3,
     seed: int = 0,
+    progress: bool = False,
 ) -> tuple[Any, TangentStartReport]:
     """Minimise r²(β) over the parameters outside `head`, keeping the state fixed (module docstring).
 
@@ -115,6 +117,7 @@ def fit_tangent_start(
             default: the output head and the per-site bias tables of `ansatze`' autoregressive models).
         n_iter, learning_rate: Adam iterations and step size.
         seed: seed of the probe that checks the precondition.
+        progress: show a progress bar with the current r².
 
     Returns the new parameters (head unchanged) and the residuals before and after.
 
@@ -147,12 +150,16 @@ def fit_tangent_start(
 
     @jax.jit
     def step(trainable, opt_state):
-        grads = jax.grad(loss)(trainable)
+        value, grads = jax.value_and_grad(loss)(trainable)
         updates, opt_state = optimizer.update(grads, opt_state, trainable)
-        return optax.apply_updates(trainable, updates), opt_state
+        return optax.apply_updates(trainable, updates), opt_state, value
 
-    for _ in range(n_iter):
-        trainable, opt_state = step(trainable, opt_state)
+    bar = tqdm(range(n_iter), disable=not progress, desc="tangent start")
+    for i in bar:
+        trainable, opt_state, value = step(trainable, opt_state)
+        if progress and i % 50 == 0:
+            bar.set_postfix(r2=f"{float(value):.3g}")
+    bar.close()
     new = _join(inside, trainable[0])
     _check_unchanged(log_p0, log_prob(new, x_fit), "the tangent start changed the state")
     after = head_residual(log_prob, new, *check, head=head)

@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> results.Result:
     vstate = build_povm_state(args, system.n_sites, np.diag([1.0, 0.0]), paths)  # |↑⟩⟨↑| on every site
     config = config_of(args)
     if args.tangent_start:
-        report = tangent_start(system, vstate, povm=povm, n_iter=args.tangent_start, seed=args.seed)
+        report = tangent_start(system, vstate, povm=povm, n_iter=args.tangent_start, seed=args.seed,
+                               progress=not args.quiet)
         print(f"tangent start: residual r² {report.residual_before:.3g} -> {report.residual_after:.3g} "
               f"({report.wall_time:.0f} s)")
         config.update(report.as_dict())
