@@ -40,6 +40,8 @@ from flax import traverse_util
 from flax.core import unfreeze
 from tqdm.auto import tqdm
 
+from dynamics.tdvp import least_squares_residual
+
 LogProb = Callable[[Any, jax.Array], jax.Array]
 
 
@@ -89,10 +91,9 @@ def head_residual(log_prob: LogProb, params: Any, samples: jax.Array, target: ja
 
     jac = jax.jacfwd(log_p)([inside[k] for k in keys])
     O = np.concatenate([np.asarray(j).reshape(samples.shape[0], -1) for j in jac], axis=1)
-    O = O - O.mean(0)
     g = np.asarray(target) - np.mean(np.asarray(target))
-    coef, *_ = np.linalg.lstsq(O, g, rcond=None)
-    return float(np.sum((g - O @ coef) ** 2) / np.sum(g**2))
+    weights = np.full(samples.shape[0], 1.0 / samples.shape[0])
+    return least_squares_residual(O, weights, g, g=-1.0, real_parameters=True)[0]
 
 
 def fit_tangent_start(
