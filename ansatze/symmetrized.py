@@ -23,12 +23,11 @@ notes `ansatze.md` §4)
   evaluations per connected configuration.
 
 Divergence from NetKet: `nk.nn.blocks.SymmExpSum` symmetrises the amplitude, ψ_G = Σ_g χ_g ψ(g x); its
-|ψ_G|² is not a mixture of exactly samplable terms, so it cannot keep exact autoregressive sampling.
+|ψ_G|² is not a mixture of exactly samplable terms, so it cannot keep exact autoregressive sampling. On
+sectors small enough to sum over, `nqs.projected_vmc` optimises that coherent projection exactly.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -37,36 +36,7 @@ import netket as nk
 import numpy as np
 
 from ansatze.string_states import StringStates
-
-
-def check_group(permutations: Any, n_sites: int) -> np.ndarray:
-    """The permutations as a (|G|, N) int array after checking that they form a group (identity included,
-    closed under composition); ValueError otherwise."""
-    p = np.asarray(permutations)
-    if p.ndim != 2 or p.shape[1] != n_sites or p.shape[0] < 1:
-        raise ValueError(f"the group must be given as (|G|, {n_sites}) permutations, got shape {p.shape}")
-    p = p.astype(np.int64)
-    members = {tuple(row) for row in p}
-    if len(members) != len(p):
-        raise ValueError("the group lists a permutation twice")
-    if tuple(range(n_sites)) not in members:
-        raise ValueError("the group does not contain the identity permutation")
-    for a in p:
-        if not np.array_equal(np.sort(a), np.arange(n_sites)):
-            raise ValueError(f"{a.tolist()} is not a permutation of the {n_sites} sites")
-        for row in a[p]:  # (a ∘ b)_j = a[b_j] for every b
-            if tuple(row) not in members:
-                raise ValueError(f"the permutations are not closed under composition: {row.tolist()} is missing")
-    return p
-
-
-def symmetry_group(graph: nk.graph.AbstractGraph, group: str = "translations") -> np.ndarray:
-    """Site permutations (|G|, N) of a NetKet lattice: "translations" (`graph.translation_group()`),
-    "point" (`graph.point_group()`) or "space" (translations × point group, `graph.space_group()`)."""
-    getters = {"translations": "translation_group", "point": "point_group", "space": "space_group"}
-    if group not in getters:
-        raise ValueError(f"group must be one of {tuple(getters)}, got {group!r}")
-    return np.asarray(getattr(graph, getters[group])()).astype(np.int64)
+from nqs.symmetry import check_group
 
 
 class Symmetrized(StringStates):
@@ -76,7 +46,7 @@ class Symmetrized(StringStates):
     Attributes:
         base: autoregressive model of a wave function (machine_pow = 2), e.g. `ARTransformer`, `ARRNN`;
             its parameters live under ``params["base"]``.
-        paths: the group's site permutations (|G|, N) (e.g. `symmetry_group(graph, "space")`), identity
+        paths: the group's site permutations (|G|, N) (e.g. `nqs.symmetry.symmetry_group(graph, "space")`), identity
             included and closed under composition.
         spin_flip: also average over the global spin flip x ↦ −x (spin-½ Hilbert spaces only); a
             magnetisation-zero constraint of the base is preserved by the flip.

@@ -131,7 +131,8 @@ def build_ansatz(args: argparse.Namespace, system, *, initial_distribution=None,
     the evaluation-time symmetrisation of the autoregressive ansätze); --jastrow multiplies it by `ansatze.jastrow.WithJastrow` over the same group (J = 0 at the start).
     """
     from ansatze import AR2DRNN, ARRNN, ARTransformer
-    from ansatze.symmetrized import Symmetrized, symmetry_group
+    from ansatze.symmetrized import Symmetrized
+    from nqs.symmetry import symmetry_group
 
     if getattr(args, "jastrow", False) and args.ansatz != "rbm":
         raise ValueError("--jastrow needs --ansatz rbm: the factor breaks an autoregressive model's normalisation")
@@ -184,7 +185,7 @@ def _rbm(args: argparse.Namespace, system):
     import numpy as np
     from netket.utils import HashableArray
 
-    from ansatze.symmetrized import symmetry_group
+    from nqs.symmetry import symmetry_group
 
     symmetry = getattr(args, "symmetry", "none")
     # --spin-flip: no visible or hidden biases, so log ψ(σ) = Σ_j log cosh((Wσ)_j) is even, ψ(−σ) = ψ(σ)

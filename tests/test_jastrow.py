@@ -13,7 +13,7 @@ from netket.utils import HashableArray
 
 from ansatze import ARTransformer
 from ansatze.jastrow import WithJastrow, pair_orbits
-from ansatze.symmetrized import symmetry_group
+from nqs.symmetry import symmetry_group
 from hamiltonians import tfim
 from nqs.scripting import build_ansatz
 

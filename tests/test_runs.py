@@ -84,3 +84,20 @@ def test_spin_flip_rbm_is_even_under_the_global_flip():
         log_psi = np.asarray(model.apply(params, x))
         np.testing.assert_allclose(np.asarray(model.apply(params, -x)), log_psi, atol=1e-12)
         assert np.ptp(log_psi.real) > 0.1  # not a constant
+
+
+def test_chain_script_coherent_projection(tmp_path, monkeypatch, capsys):
+    """--coherent: the quick 8-site J1-J2 chain, projected on the space group × flip, reaches ED."""
+    monkeypatch.syspath_prepend(str(REPO / "runs"))
+    spec = importlib.util.spec_from_file_location("runs_heisenberg_chain_coherent", REPO / "runs" / "heisenberg_chain.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "coherent.h5"
+    module.main(["--quick", "--quiet", "--out", str(out), "--J2", "0.2", "--symmetry", "space", "--spin-flip",
+                 "--coherent", "--lr", "0.05", "--diag-shift", "1e-4"])
+    assert "coherent projection" in capsys.readouterr().out
+    res = results.load(out)
+    assert res.method["name"] == "nqs.projected_vmc.projected_ground_state"
+    assert abs(res.history["energy"][-1] - res.exact["energy"]) < 1e-6 * abs(res.exact["energy"])
+    with pytest.raises(ValueError, match="--symmetry"):
+        module.main(["--quick", "--quiet", "--out", str(tmp_path / "x.h5"), "--coherent"])

@@ -13,7 +13,8 @@ import nqs
 from ansatze import AR2DRNN, ARTransformer
 from ansatze.sign_rules import sublattice_b
 from ansatze.string_states import StringStatesSampler
-from ansatze.symmetrized import Symmetrized, check_group, symmetry_group
+from ansatze.symmetrized import Symmetrized
+from nqs.symmetry import check_group, symmetry_group
 
 CHAIN = nk.graph.Chain(6, pbc=True)
 GRID = nk.graph.Grid(extent=[2, 3], pbc=True)
