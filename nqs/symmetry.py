@@ -125,15 +125,24 @@ class SymmetrySector:
         states = np.asarray(states)
         n_states, n_sites = states.shape
         perms, flips, chi = group_elements(permutations, n_sites, spin_flip, characters)
-        lookup = {row.tobytes(): k for k, row in enumerate(states)}
+        # configurations as integers (local value indices in base k), looked up by binary search
+        values, local = np.unique(states, return_inverse=True)
+        local = local.reshape(states.shape)
+        if len(values) ** n_sites >= 2**63:
+            raise ValueError(f"{n_sites} sites with {len(values)} local values are too many to index the sector")
+        if (flips < 0).any() and not np.isin(-values, values).all():
+            raise ValueError(f"the spin flip maps the local values {values.tolist()} out of themselves")
+        place = len(values) ** np.arange(n_sites, dtype=np.int64)
+        order = np.argsort(local @ place)
+        sorted_keys = (local @ place)[order]
         images = np.empty((len(perms), n_states), np.int64)  # images[g, j] = index of g x_j
         for g, (p, f) in enumerate(zip(perms, flips)):
-            moved = np.ascontiguousarray(f * states[:, p]).astype(states.dtype)
-            try:
-                images[g] = [lookup[row.tobytes()] for row in moved]
-            except KeyError:
+            moved_keys = np.searchsorted(values, f * values[local[:, p]]) @ place
+            at = np.minimum(np.searchsorted(sorted_keys, moved_keys), n_states - 1)
+            if not np.array_equal(sorted_keys[at], moved_keys):
                 raise ValueError(f"group element {g} maps a configuration out of the sector: "
-                                 "the sector is not closed under the group") from None
+                                 "the sector is not closed under the group")
+            images[g] = order[at]
         representative = images.min(axis=0)
         reps, orbit = np.unique(representative, return_inverse=True)
         coefficients = np.zeros(n_states, complex)

@@ -53,3 +53,11 @@ def test_mps_contraction_benchmark_compares_with_netket(tmp_path):
     (row,) = data["results"]
     assert row["forward_ratio"] > 0 and row["jacobian_ratio"] > 0 and row["max_abs_diff"] < 1e-10
     assert "Jacobian NetKet" in stdout
+
+
+@pytest.mark.slow  # ~20 s; the projection itself is checked against NetKet's SymmExpSum in test_projected_vmc.py
+def test_projected_fullsum_benchmark_agrees_with_netket(tmp_path):
+    stdout, data = _run(["benchmarks/projected_fullsum.py", "--quick"], tmp_path / "p.json")
+    (row,) = data["results"]
+    assert row["ratio"] > 0 and row["energy_abs_diff"] < 1e-10 and row["n_orbits"] == 8
+    assert "ours minSR step" in stdout

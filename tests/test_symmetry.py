@@ -61,6 +61,8 @@ def test_bad_characters_and_sectors_are_refused():
         SymmetrySector.build(STATES, TRANSLATIONS, spin_flip=0)
     with pytest.raises(ValueError, match="not closed under the group"):
         SymmetrySector.build(STATES[:5], TRANSLATIONS)
+    with pytest.raises(ValueError, match="spin flip maps the local values"):
+        SymmetrySector.build(np.array([[0, 1], [1, 0]]), [[0, 1], [1, 0]], spin_flip=1)  # occupations 0/1
     two = heisenberg(2, pbc=False)
     # the swap of two sites has χ = −1, the flip χ = +1: swap·flip fixes ↑↓ with χ = −1, so ψ_G = 0
     with pytest.raises(ValueError, match="no configuration"):
