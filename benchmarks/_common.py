@@ -92,6 +92,14 @@ def write_json(path: str | Path, data: dict) -> Path:
     return path
 
 
+def report(rows: list[dict], args: Any, text: str) -> dict:
+    """Print the table `text`, write {"results": rows, "config": args, "machine": ...} to args.out, return it."""
+    print(text)
+    data = {"results": rows, "config": vars(args), "machine": machine()}
+    print(f"written {write_json(args.out, data)}")
+    return data
+
+
 def _jsonable(obj):
     try:
         import numpy as np

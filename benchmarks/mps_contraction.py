@@ -19,7 +19,7 @@ import _common  # noqa: F401  (first: switches NetKet's sharding off before NetK
 import jax
 import netket as nk
 import numpy as np
-from _common import REPO, machine, summary, table, timed, write_json
+from _common import REPO, report, summary, table, timed
 
 from ansatze.mps import BlockMPS
 
@@ -62,15 +62,12 @@ def main(argv: list[str] | None = None) -> dict:
         args.sizes, args.bond_dims, args.samples, args.repeats = "8", "4", 64, 2
     rows = [measure(int(n), int(chi), args.samples, args.repeats, args.seed)
             for n in args.sizes.split(",") for chi in args.bond_dims.split(",")]
-    print(table([[r["N"], r["chi"], r["forward_netket_s"]["median"], r["forward_ours_s"]["median"],
-                  r["forward_ratio"], r["jacobian_netket_s"]["median"], r["jacobian_ours_s"]["median"],
-                  r["jacobian_ratio"], r["max_abs_diff"]] for r in rows],
-                ["N", "χ", "forward NetKet s", "forward ours s", "ratio", "Jacobian NetKet s", "Jacobian ours s",
-                 "ratio", "max |Δ log ψ|"]))
-    data = {"results": rows, "config": vars(args), "machine": machine()}
-    path = write_json(args.out, data)
-    print(f"written {path}")
-    return data
+    return report(rows, args, table(
+        [[r["N"], r["chi"], r["forward_netket_s"]["median"], r["forward_ours_s"]["median"], r["forward_ratio"],
+          r["jacobian_netket_s"]["median"], r["jacobian_ours_s"]["median"], r["jacobian_ratio"], r["max_abs_diff"]]
+         for r in rows],
+        ["N", "χ", "forward NetKet s", "forward ours s", "ratio", "Jacobian NetKet s", "Jacobian ours s", "ratio",
+         "max |Δ log ψ|"]))
 
 
 if __name__ == "__main__":

@@ -364,8 +364,7 @@ def find_ndm_steady_state(
         )
     try:
         if result is not None:
-            for name, value in reference.items():
-                result.write_exact(name, value)
+            result.write_exact_values(reference)
             checkpoint = result.load_checkpoint()
             if checkpoint is not None:
                 blob, last_step = checkpoint

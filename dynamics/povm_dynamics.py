@@ -637,8 +637,7 @@ class _Recorder:
             else:
                 self.exact["time"] = np.asarray(times, dtype=float)
             if result is not None:
-                for name, value in self.exact.items():
-                    result.write_exact(name, value)
+                result.write_exact_values(self.exact)
 
     def record(self, index: int, t: float | None, params, key, diagnostics: Mapping[str, float] | None = None,
                exact_index: int | None = None) -> dict[str, float]:

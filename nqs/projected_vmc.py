@@ -311,10 +311,7 @@ def projected_ground_state(
     try:
         if result is not None:
             if reference is not None:
-                result.write_exact("energy", reference.energy)
-                result.write_exact("fidelity", 1.0)
-                for name, value in reference.observables.items():
-                    result.write_exact(name, value)
+                result.write_exact_values({"energy": reference.energy, "fidelity": 1.0, **reference.observables})
             checkpoint = result.load_checkpoint()
             if checkpoint is not None:
                 blob, last = checkpoint

@@ -299,6 +299,11 @@ class ResultFile:
         group.create_dataset(name, data=np.asarray(value))
         self._file.flush()
 
+    def write_exact_values(self, values: Mapping[str, Any]) -> None:
+        """`write_exact` for every (name, value) of a mapping (energy, observables, ...)."""
+        for name, value in values.items():
+            self.write_exact(name, value)
+
     def save_checkpoint(self, state: bytes, step: int) -> None:
         """Replace the checkpoint by `state` (opaque bytes) taken after step `step`, and flush."""
         group = self._file.require_group("checkpoint")

@@ -385,8 +385,7 @@ def ground_state(
             if known_energy is not None:
                 result.write_exact("energy", known_energy)
             if reference is not None:
-                for name, value in reference.observables.items():
-                    result.write_exact(name, value)
+                result.write_exact_values(reference.observables)
             checkpoint = result.load_checkpoint()
             if checkpoint is not None:
                 blob, last_step = checkpoint
