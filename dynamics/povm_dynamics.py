@@ -33,7 +33,7 @@ with the b from `PovmLindbladian.connected(a)`. Three methods move the parameter
    NetKet's `netket.experimental.dynamics` Runge–Kutta integrators (fixed Euler/Heun/RK4 or adaptive
    RK23/RK45). In full summation F_k = Σ_a (O_k(a) − ⟨O_k⟩)(L P_θ)(a), which needs no division by P.
    The relative residual Var(L_loc − O·θ̇)/Var(L_loc) is recorded (in-sample when sampled: it
-   underestimates the error of a noisy fit). A product start can first be re-parametrised by
+   underestimates the error of a noisy fit; ``heldout_samples`` adds the residual of θ̇ on independent samples). A product start can first be re-parametrised by
    `tangent_start` so that its tangent space holds the first step (`dynamics.tangent_start`).
 
 3. **Variational steady state** (Luo et al. 2022): minimise ‖L P_θ‖₁ = Σ_a |(L P_θ)(a)|
@@ -230,6 +230,9 @@ class PovmTDVPSettings:
             (Cholesky solve of S + diag_shift·1) or "snr" (the same pseudo-inverse times the signal-to-noise
             filter 1/(1 + (snr_tol/SNR_k)⁶) of `snr_solve`; sampled states only, full sums use pinv_smooth).
         pinv_rtol, pinv_rtol_smooth, diag_shift, snr_tol: the cut-offs of those solvers.
+        heldout_samples: at every save time of a sampled run, also evaluate the relative residual of a fresh θ̇ on
+            this many independent samples (``tdvp_residual_heldout``; 0: off). The in-sample residual falls when the
+            fit absorbs sample noise; the held-out one rises.
         n_obs_samples, purity_max_sites, seed: as in `TrapezoidSettings`.
     """
 
@@ -244,12 +247,15 @@ class PovmTDVPSettings:
     pinv_rtol_smooth: float = 1e-8
     diag_shift: float = 1e-6
     snr_tol: float = 2.0
+    heldout_samples: int = 0
     n_obs_samples: int = 20000
     purity_max_sites: int = 8
     seed: int = 0
 
     def __post_init__(self):
         _check_grid(self.t_end, self.dt, self.n_save)
+        if self.heldout_samples < 0:
+            raise ValueError(f"heldout_samples must be >= 0, got {self.heldout_samples}")
         if self.integrator not in INTEGRATORS:
             raise ValueError(f"unknown integrator {self.integrator!r}; choose one of {sorted(INTEGRATORS)}")
         if self.solver not in TDVP_SOLVERS:
@@ -905,7 +911,9 @@ def snr_solve(S: jax.Array, F: jax.Array, Oc: jax.Array, centred: jax.Array, *, 
 
 
 def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
-    """θ̇ = S⁻¹F (regularised) and the relative residual Var(L_loc − O·θ̇)/Var(L_loc), jitted."""
+    """(rhs, heldout), jitted: rhs(θ, key) = (θ̇ = S⁻¹F regularised, relative residual Var(L_loc − O·θ̇)/Var(L_loc)
+    on the samples of the fit); heldout(θ, θ̇, key) = the relative residual of θ̇ on `settings.heldout_samples` fresh
+    samples (sampled states only)."""
 
     def log_p(flat, a):
         return ctx.log_prob(unravel(flat), a)
@@ -926,6 +934,13 @@ def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
         factor = jax.scipy.linalg.cho_factor(S + settings.diag_shift * jnp.eye(S.shape[0]))
         return jax.scipy.linalg.cho_solve(factor, F)
 
+    def sampled(flat, key, n):
+        """Centred log-derivatives and L_loc on n samples of P_θ."""
+        a = ctx.sample(unravel(flat), key, n)
+        log_pa = log_p(flat, a)
+        O = jacobian(flat, a)
+        return O - O.mean(0), ctx.lp_ratios(unravel(flat), a, log_pa, log_p_a=log_pa)
+
     @jax.jit
     def rhs(flat, key):
         if ctx.full_sum:
@@ -939,21 +954,23 @@ def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
             weights = P
             L_loc = LP / jnp.maximum(P, 1e-300)
         else:
-            a = ctx.sample(unravel(flat), key, ctx.n_samples)
-            log_pa = log_p(flat, a)
-            O = jacobian(flat, a)
-            Oc = O - O.mean(0)
-            L_loc = ctx.lp_ratios(unravel(flat), a, log_pa, log_p_a=log_pa)
-            weights = jnp.full(a.shape[0], 1.0 / a.shape[0])
-            S = Oc.T @ Oc / a.shape[0]
-            F = Oc.T @ (L_loc - L_loc.mean()) / a.shape[0]
+            Oc, L_loc = sampled(flat, key, ctx.n_samples)
+            weights = jnp.full(L_loc.shape[0], 1.0 / L_loc.shape[0])
+            S = Oc.T @ Oc / L_loc.shape[0]
+            F = Oc.T @ (L_loc - L_loc.mean()) / L_loc.shape[0]
         centred = L_loc - weights @ L_loc
         theta_dot = solve(S, F, Oc, centred)
         residual = centred - Oc @ theta_dot
         rel = (weights @ residual**2) / jnp.maximum(weights @ centred**2, 1e-300)
         return theta_dot, rel
 
-    return rhs
+    @jax.jit
+    def heldout(flat, theta_dot, key):
+        Oc, L_loc = sampled(flat, key, settings.heldout_samples)
+        centred = L_loc - L_loc.mean()
+        return jnp.mean((centred - Oc @ theta_dot) ** 2) / jnp.maximum(jnp.mean(centred**2), 1e-300)
+
+    return rhs, heldout
 
 
 def evolve_povm_tdvp(
@@ -975,7 +992,8 @@ def evolve_povm_tdvp(
     Cov(O, O) θ̇ = Cov(O, L_loc), O_k = ∂ log P_θ/∂θ_k, integrated with NetKet's Runge–Kutta integrators.
 
     Arguments as in `evolve_trapezoid`. Rows add ``tdvp_residual`` (relative residual of the fit at the
-    last evaluation), ``integrator_steps`` and ``dt``.
+    last evaluation), ``integrator_steps``, ``dt`` and, with ``settings.heldout_samples``, ``tdvp_residual_heldout``
+    (the residual of a fresh θ̇ at the save time on independent samples).
     """
     settings = settings or PovmTDVPSettings()
     povm = povm or POVM.tetrahedral()
@@ -996,7 +1014,7 @@ def evolve_povm_tdvp(
         flat0 = _as_jit_output(flat0)
         rhos = _exact_dynamics(ctx, vstate.parameters, povm, rho0, times, exact)
         recorder = _Recorder(ctx, povm, result, rhos, settings.n_obs_samples, settings.purity_max_sites, times)
-        rhs = _make_tdvp_rhs(ctx, settings, unravel)
+        rhs, heldout = _make_tdvp_rhs(ctx, settings, unravel)
         keys = {"key": jax.random.PRNGKey(settings.seed)}
         last = {"residual": float("nan")}
 
@@ -1027,9 +1045,12 @@ def evolve_povm_tdvp(
                     raise RuntimeError(f"POVM-TDVP integrator at t = {float(integrator.t):.6g}: {integrator.errors.message()}")
                 if not bool(jnp.all(jnp.isfinite(integrator.y))):
                     raise FloatingPointError(f"POVM-TDVP: non-finite parameters at t = {float(integrator.t):.6g}")
-            recorder.record(index, float(t_save), unravel(integrator.y), next_key(), {
-                "tdvp_residual": last["residual"], "integrator_steps": float(n_steps), "dt": float(integrator.dt),
-            }, exact_index=index)
+            diagnostics = {"tdvp_residual": last["residual"], "integrator_steps": float(n_steps),
+                           "dt": float(integrator.dt)}
+            if settings.heldout_samples and not ctx.full_sum:
+                theta_dot, _ = rhs(integrator.y, next_key())
+                diagnostics["tdvp_residual_heldout"] = float(heldout(integrator.y, theta_dot, next_key()))
+            recorder.record(index, float(t_save), unravel(integrator.y), next_key(), diagnostics, exact_index=index)
         bar.close()
         _set_parameters(vstate, unravel(integrator.y))
     finally:

@@ -66,16 +66,21 @@ def main(argv: list[str] | None = None) -> results.Result:
     trap_opts.add_argument("--lr", type=float, default=1e-2)
     tdvp_opts = parser.add_argument_group("POVM-TDVP")
     tdvp_opts.add_argument("--integrator", default="RK4", help="Euler, Heun, RK4 (fixed step), RK23 or RK45")
-    tdvp_opts.add_argument("--rtol-smooth", type=float, default=1e-8,
-                           help="smooth pseudo-inverse cut-off relative to the largest eigenvalue of S")
+    tdvp_opts.add_argument("--rtol-smooth", type=float, default=None,
+                           help="smooth pseudo-inverse cut-off relative to the largest eigenvalue of S (default 1e-4 "
+                                "when sampled: smaller cut-offs fit the sample noise; 1e-8 for the exact sum)")
     tdvp_opts.add_argument("--solver", choices=TDVP_SOLVERS, default="pinv_smooth",
                            help="linear solver of S θ̇ = F (snr: pseudo-inverse with the signal-to-noise filter)")
     tdvp_opts.add_argument("--snr-tol", type=float, default=2.0, help="ε_SNR of --solver snr")
+    tdvp_opts.add_argument("--heldout-samples", type=int, default=0,
+                           help="also record the residual of θ̇ on this many independent samples at every save time")
     args = parser.parse_args(argv)
     if args.quick:
         args.L, args.T, args.dt, args.n_save, args.samples, args.features = 2, 0.1, 0.05, 3, 256, 8
         args.iterations, args.obs_samples = 20, 2000
 
+    if args.rtol_smooth is None:
+        args.rtol_smooth = 1e-8 if args.samples == 0 else 1e-4
     shape = (args.L, args.L)
     system = dissipative_xyz(args.L, lattice="square", Jx=args.Jx, Jy=args.Jy, Jz=args.Jz, gamma=args.gamma)
     povm = POVM.tetrahedral()
@@ -101,7 +106,8 @@ def main(argv: list[str] | None = None) -> results.Result:
         evolve = evolve_trapezoid
     else:
         settings = PovmTDVPSettings(integrator=args.integrator, pinv_rtol_smooth=args.rtol_smooth,
-                                    solver=args.solver, snr_tol=args.snr_tol, **common)
+                                    solver=args.solver, snr_tol=args.snr_tol, heldout_samples=args.heldout_samples,
+                                    **common)
         evolve = evolve_povm_tdvp
     outcome = evolve(system, vstate, settings, povm=povm, rho0=rho0, out=str(args.out), mode=args.mode,
                      config=config, seed=args.seed, progress=not args.quiet)
