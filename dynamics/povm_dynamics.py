@@ -29,7 +29,8 @@ with the b from `PovmLindbladian.connected(a)`. Three methods move the parameter
        S θ̇ = F,   S_kk' = Cov_P(O_k, O_k'),   F_k = Cov_P(O_k, L_loc),
 
    solved with a regularised inverse (NetKet's smooth pseudo-inverse, S + ε1, or the pseudo-inverse with the
-   signal-to-noise filter of Schmitt & Heyl that jVMC applies, `snr_solve`) and integrated with
+   signal-to-noise filter of Schmitt & Heyl that jVMC applies, `snr_solve`, or the smooth cut-off chosen by
+   cross-validation between two halves of the samples, `cv_solve`) and integrated with
    NetKet's `netket.experimental.dynamics` Runge–Kutta integrators (fixed Euler/Heun/RK4 or adaptive
    RK23/RK45). In full summation F_k = Σ_a (O_k(a) − ⟨O_k⟩)(L P_θ)(a), which needs no division by P.
    The relative residual Var(L_loc − O·θ̇)/Var(L_loc) is recorded (in-sample when sampled: it
@@ -100,7 +101,7 @@ LP_CHUNK_CONFIGS = 16384  # connected strings per model evaluation in `_Povm.lp_
 INTEGRATORS = {"Euler": nkx.dynamics.Euler, "Heun": nkx.dynamics.Heun, "RK4": nkx.dynamics.RK4,
                "RK23": nkx.dynamics.RK23, "RK45": nkx.dynamics.RK45}
 ADAPTIVE = ("RK23", "RK45")
-TDVP_SOLVERS = ("pinv_smooth", "shift", "snr")
+TDVP_SOLVERS = ("pinv_smooth", "shift", "snr", "cv")
 _PAULI = {
     "X": np.array([[0, 1], [1, 0]], dtype=complex),
     "Y": np.array([[0, -1j], [1j, 0]], dtype=complex),
@@ -228,8 +229,10 @@ class PovmTDVPSettings:
         solver: "pinv_smooth" (NetKet's eigen-decomposition pseudo-inverse with the smooth cut-off
             1/(1 + (pinv_rtol_smooth λ_max/λ)⁶), eigenvalues below pinv_rtol λ_max dropped), "shift"
             (Cholesky solve of S + diag_shift·1) or "snr" (the same pseudo-inverse times the signal-to-noise
-            filter 1/(1 + (snr_tol/SNR_k)⁶) of `snr_solve`; sampled states only, full sums use pinv_smooth).
-        pinv_rtol, pinv_rtol_smooth, diag_shift, snr_tol: the cut-offs of those solvers.
+            filter 1/(1 + (snr_tol/SNR_k)⁶) of `snr_solve`; sampled states only, full sums use pinv_smooth) or "cv"
+            (the smooth cut-off chosen from `cv_cutoffs` at every evaluation by cross-validation, `cv_solve`; sampled
+            states only, full sums use pinv_smooth).
+        pinv_rtol, pinv_rtol_smooth, diag_shift, snr_tol, cv_cutoffs: the cut-offs of those solvers.
         heldout_samples: at every save time of a sampled run, also evaluate the relative residual of a fresh θ̇ on
             this many independent samples (``tdvp_residual_heldout``; 0: off). The in-sample residual falls when the
             fit absorbs sample noise; the held-out one rises.
@@ -247,6 +250,7 @@ class PovmTDVPSettings:
     pinv_rtol_smooth: float = 1e-8
     diag_shift: float = 1e-6
     snr_tol: float = 2.0
+    cv_cutoffs: tuple[float, ...] = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
     heldout_samples: int = 0
     n_obs_samples: int = 20000
     purity_max_sites: int = 8
@@ -264,6 +268,8 @@ class PovmTDVPSettings:
             raise ValueError(f"diag_shift must be >= 0, got {self.diag_shift}")
         if not self.snr_tol >= 0:
             raise ValueError(f"snr_tol must be >= 0, got {self.snr_tol}")
+        if not self.cv_cutoffs or not all(c > 0 for c in self.cv_cutoffs):
+            raise ValueError(f"cv_cutoffs must be a non-empty tuple of positive cut-offs, got {self.cv_cutoffs}")
 
     @property
     def times(self) -> np.ndarray:
@@ -910,9 +916,44 @@ def snr_solve(S: jax.Array, F: jax.Array, Oc: jax.Array, centred: jax.Array, *, 
     return V @ jnp.where(keep, damping * rho / safe, 0.0)
 
 
+def _smooth_pinv_solve(S: jax.Array, F: jax.Array, rtol: float, cutoffs: jax.Array) -> jax.Array:
+    """NetKet's `pinv_smooth` solution of S x = F for several smooth cut-offs at once, from one eigendecomposition:
+    rows x_c = Σ_k v_k (v_kᵀ F)/λ_k · [1 + (c λ_max/λ_k)⁶]⁻¹, λ_k ≥ rtol λ_max."""
+    lam, V = jnp.linalg.eigh(S)
+    keep = lam > rtol * lam[-1]
+    safe = jnp.where(keep, lam, 1.0)
+    damping = 1.0 / (1.0 + (cutoffs[:, None] * lam[-1] / safe[None, :]) ** 6)
+    return (jnp.where(keep, damping * (V.T @ F) / safe, 0.0)) @ V.T
+
+
+def cv_solve(Oc: jax.Array, centred: jax.Array, *, rtol: float, cutoffs: tuple[float, ...]) -> tuple[jax.Array, jax.Array]:
+    """θ̇ with the smooth cut-off chosen by two-fold cross-validation (jVMC's `crossValidation` idea).
+
+    The samples are split into halves A and B. For every cut-off c the smooth pseudo-inverse θ̇_c is fitted on A,
+    and the relative residual mean_B (L_loc − O·θ̇_c)²/mean_B L_loc² (each half centred with its own means) is scored on B.
+    The cut-off with the smallest held-out residual then solves S θ̇ = F on all samples. A cut-off small enough to
+    fit the sample noise scores badly on B, and one that also cuts needed directions does too.
+    Returns (θ̇, chosen cut-off).
+    """
+    half = Oc.shape[0] // 2
+    grid = jnp.asarray(cutoffs)
+
+    def moments(o, c):
+        o, c = o - o.mean(0), c - c.mean()
+        return o, c, o.T @ o / o.shape[0], o.T @ c / o.shape[0]
+
+    _, _, S_a, F_a = moments(Oc[:half], centred[:half])
+    o_b, c_b, _, _ = moments(Oc[half:], centred[half:])
+    candidates = _smooth_pinv_solve(S_a, F_a, rtol, grid)  # (n_cutoffs, n_params)
+    scores = jnp.mean((c_b[:, None] - o_b @ candidates.T) ** 2, axis=0) / jnp.maximum(jnp.mean(c_b**2), 1e-300)
+    best = grid[jnp.argmin(scores)]
+    _, _, S, F = moments(Oc, centred)
+    return _smooth_pinv_solve(S, F, rtol, best[None])[0], best
+
+
 def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
     """(rhs, heldout), jitted: rhs(θ, key) = (θ̇ = S⁻¹F regularised, relative residual Var(L_loc − O·θ̇)/Var(L_loc)
-    on the samples of the fit); heldout(θ, θ̇, key) = the relative residual of θ̇ on `settings.heldout_samples` fresh
+    on the samples of the fit, the smooth cut-off used); heldout(θ, θ̇, key) = the relative residual of θ̇ on `settings.heldout_samples` fresh
     samples (sampled states only)."""
 
     def log_p(flat, a):
@@ -925,14 +966,18 @@ def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
         return jax.vmap(jax.grad(lambda f, x: log_p(f, x[None])[0]), in_axes=(None, 0))(flat, a)
 
     def solve(S, F, Oc, centred):
+        """(θ̇, the smooth cut-off used)."""
+        cutoff = jnp.asarray(settings.pinv_rtol_smooth)
         if settings.solver == "snr" and not ctx.full_sum:  # exact sums have no noise to filter
             return snr_solve(S, F, Oc, centred, rtol=settings.pinv_rtol, rtol_smooth=settings.pinv_rtol_smooth,
-                             snr_tol=settings.snr_tol)
-        if settings.solver in ("pinv_smooth", "snr"):
+                             snr_tol=settings.snr_tol), cutoff
+        if settings.solver == "cv" and not ctx.full_sum:
+            return cv_solve(Oc, centred, rtol=settings.pinv_rtol, cutoffs=settings.cv_cutoffs)
+        if settings.solver in ("pinv_smooth", "snr", "cv"):
             x, _ = nk.optimizer.solver.pinv_smooth(S, F, rtol=settings.pinv_rtol, rtol_smooth=settings.pinv_rtol_smooth)
-            return x
+            return x, cutoff
         factor = jax.scipy.linalg.cho_factor(S + settings.diag_shift * jnp.eye(S.shape[0]))
-        return jax.scipy.linalg.cho_solve(factor, F)
+        return jax.scipy.linalg.cho_solve(factor, F), jnp.asarray(jnp.nan)
 
     def sampled(flat, key, n):
         """Centred log-derivatives and L_loc on n samples of P_θ."""
@@ -959,10 +1004,10 @@ def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
             S = Oc.T @ Oc / L_loc.shape[0]
             F = Oc.T @ (L_loc - L_loc.mean()) / L_loc.shape[0]
         centred = L_loc - weights @ L_loc
-        theta_dot = solve(S, F, Oc, centred)
+        theta_dot, cutoff = solve(S, F, Oc, centred)
         residual = centred - Oc @ theta_dot
         rel = (weights @ residual**2) / jnp.maximum(weights @ centred**2, 1e-300)
-        return theta_dot, rel
+        return theta_dot, rel, cutoff
 
     @jax.jit
     def heldout(flat, theta_dot, key):
@@ -992,7 +1037,7 @@ def evolve_povm_tdvp(
     Cov(O, O) θ̇ = Cov(O, L_loc), O_k = ∂ log P_θ/∂θ_k, integrated with NetKet's Runge–Kutta integrators.
 
     Arguments as in `evolve_trapezoid`. Rows add ``tdvp_residual`` (relative residual of the fit at the
-    last evaluation), ``integrator_steps``, ``dt`` and, with ``settings.heldout_samples``, ``tdvp_residual_heldout``
+    last evaluation), ``tdvp_cutoff`` (the smooth cut-off of that evaluation), ``integrator_steps``, ``dt`` and, with ``settings.heldout_samples``, ``tdvp_residual_heldout``
     (the residual of a fresh θ̇ at the save time on independent samples).
     """
     settings = settings or PovmTDVPSettings()
@@ -1016,15 +1061,15 @@ def evolve_povm_tdvp(
         recorder = _Recorder(ctx, povm, result, rhos, settings.n_obs_samples, settings.purity_max_sites, times)
         rhs, heldout = _make_tdvp_rhs(ctx, settings, unravel)
         keys = {"key": jax.random.PRNGKey(settings.seed)}
-        last = {"residual": float("nan")}
+        last = {"residual": float("nan"), "cutoff": float("nan")}
 
         def next_key():
             keys["key"], sub = jax.random.split(keys["key"])
             return sub
 
         def f(t, y, *, stage=0):
-            theta_dot, residual = rhs(y, next_key())
-            last["residual"] = float(residual)
+            theta_dot, residual, cutoff = rhs(y, next_key())
+            last["residual"], last["cutoff"] = float(residual), float(cutoff)
             return theta_dot
 
         recorder.record(0, 0.0, unravel(flat0), next_key(), exact_index=0)
@@ -1045,10 +1090,10 @@ def evolve_povm_tdvp(
                     raise RuntimeError(f"POVM-TDVP integrator at t = {float(integrator.t):.6g}: {integrator.errors.message()}")
                 if not bool(jnp.all(jnp.isfinite(integrator.y))):
                     raise FloatingPointError(f"POVM-TDVP: non-finite parameters at t = {float(integrator.t):.6g}")
-            diagnostics = {"tdvp_residual": last["residual"], "integrator_steps": float(n_steps),
-                           "dt": float(integrator.dt)}
+            diagnostics = {"tdvp_residual": last["residual"], "tdvp_cutoff": last["cutoff"],
+                           "integrator_steps": float(n_steps), "dt": float(integrator.dt)}
             if settings.heldout_samples and not ctx.full_sum:
-                theta_dot, _ = rhs(integrator.y, next_key())
+                theta_dot, _, _ = rhs(integrator.y, next_key())
                 diagnostics["tdvp_residual_heldout"] = float(heldout(integrator.y, theta_dot, next_key()))
             recorder.record(index, float(t_save), unravel(integrator.y), next_key(), diagnostics, exact_index=index)
         bar.close()

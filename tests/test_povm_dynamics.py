@@ -18,6 +18,7 @@ from dynamics.povm_dynamics import (
     PovmTDVPSettings,
     SteadyStateSettings,
     TrapezoidSettings,
+    cv_solve,
     evolve_povm_tdvp,
     evolve_trapezoid,
     exact_trapezoid,
@@ -310,3 +311,38 @@ def test_heldout_residual_exposes_a_fit_to_sample_noise():
     assert resolved["tdvp_residual_heldout"] < 2 * resolved["tdvp_residual"] + 1e-3
     with pytest.raises(ValueError, match="heldout_samples"):
         PovmTDVPSettings(heldout_samples=-1)
+
+
+def test_cv_solve_is_pinv_smooth_for_one_cutoff_and_rejects_noise_fits():
+    rng = np.random.default_rng(0)
+    Oc, centred = rng.normal(size=(200, 12)), rng.normal(size=200)
+    x, cutoff = cv_solve(jnp.asarray(Oc), jnp.asarray(centred), rtol=1e-14, cutoffs=(1e-3,))
+    o, c = Oc - Oc.mean(0), centred - centred.mean()
+    expected, _ = nk.optimizer.solver.pinv_smooth(jnp.asarray(o.T @ o / 200), jnp.asarray(o.T @ c / 200),
+                                                  rtol=1e-14, rtol_smooth=1e-3)
+    np.testing.assert_allclose(x, expected, atol=1e-12)
+    assert float(cutoff) == 1e-3
+
+    # 3 strong directions carry the signal; 100 weak ones (S eigenvalues ~1e-6 of the largest) only noise
+    def draw(n):
+        o = np.concatenate([rng.normal(size=(n, 3)), 1e-3 * rng.normal(size=(n, 100))], axis=1)
+        return o, o[:, :3] @ np.array([1.0, -0.5, 0.3]) + 0.3 * rng.normal(size=n)
+
+    (o, c), (o_new, c_new) = draw(200), draw(20000)
+    grid = (1e-2, 1e-4, 1e-6, 1e-8)
+    x_cv, chosen = cv_solve(jnp.asarray(o), jnp.asarray(c), rtol=1e-14, cutoffs=grid)
+    x_small, _ = cv_solve(jnp.asarray(o), jnp.asarray(c), rtol=1e-14, cutoffs=(1e-8,))
+
+    def residual(x):
+        r = (c_new - c_new.mean()) - (o_new - o_new.mean(0)) @ np.asarray(x)
+        return np.mean(r**2) / np.var(c_new)
+
+    floor = 0.3**2 / np.var(c_new)  # the noise variance: the residual of the exact θ̇
+    assert float(chosen) >= 1e-4
+    assert residual(x_cv) < 1.05 * floor and residual(x_small) > 1.5 * floor
+    # end to end: the chosen cut-off is recorded
+    out = evolve_povm_tdvp(dissipative_tfi(2, g=1.0), _sampled(2, UP, 64), PovmTDVPSettings(
+        t_end=0.01, dt=0.01, n_save=2, integrator="Euler", solver="cv", n_obs_samples=100), exact=False, progress=False)
+    assert out.rows[-1]["tdvp_cutoff"] in PovmTDVPSettings().cv_cutoffs
+    with pytest.raises(ValueError, match="cv_cutoffs"):
+        PovmTDVPSettings(cv_cutoffs=())
