@@ -934,6 +934,11 @@ def cv_solve(Oc: jax.Array, centred: jax.Array, *, rtol: float, cutoffs: tuple[f
     The cut-off with the smallest held-out residual then solves S θ̇ = F on all samples. A cut-off small enough to
     fit the sample noise scores badly on B, and one that also cuts needed directions does too.
     Returns (θ̇, chosen cut-off).
+
+    Measured limit: the residual is a one-step criterion. On the 3×3 dissipative XYZ (D = 8, 4 096 samples) it chose
+    1e-8 at every evaluation. The independent held-out residual agreed (0.063 against 0.096 for 1e-4 at t = 0.04),
+    yet that run lost the state by t = 0.06, while 1e-4 stayed at fidelity 0.995 to t = 0.1. Large θ̇ components along
+    poorly determined directions are not penalised by the linear residual.
     """
     half = Oc.shape[0] // 2
     grid = jnp.asarray(cutoffs)
