@@ -5,10 +5,10 @@ rotation is applied to the Hamiltonian (the rotated ground state is positive for
 ``--sign ansatz`` built into the ansatz as the factor (−1)^{N_↑ on sublattice B}, so it runs without a
 phase head by default; the zero-magnetisation sector is imposed by masking the conditionals.
 ``--symmetry translations|point|space`` (and ``--spin-flip``) symmetrises |ψ|² over the lattice group
-with exact sampling kept (`ansatze.symmetrized`); with ``--coherent`` the amplitude is projected onto the symmetric
-irrep instead and its exact energy, summed over the sector, is minimised (`nqs.projected_vmc`). The exact reference is ED up to 24 sites and the
-Bethe-ansatz energy (`nqs.exact.bethe_ground_state_energy`) for longer J2 = 0 chains. Energies are in
-Pauli units; divide by 4 for S·S units.
+with exact sampling kept (`ansatze.symmetrized`); with ``--coherent`` the amplitude is projected onto the
+symmetric irrep instead and its exact energy, summed over the sector, is minimised (`nqs.projected_vmc`). The
+exact reference is ED up to 24 sites and the Bethe-ansatz energy (`nqs.exact.bethe_ground_state_energy`) for
+longer J2 = 0 chains. Energies are in Pauli units; divide by 4 for S·S units.
 
     python runs/heisenberg_chain.py                      # L=16 PBC, writes runs/out/heisenberg_chain.h5
     python runs/heisenberg_chain.py --L 20 --symmetry translations --spin-flip --steps 2000
