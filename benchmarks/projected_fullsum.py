@@ -31,7 +31,7 @@ from _common import REPO, report, summary, table, timed
 from ansatze import ARTransformer
 from hamiltonians import heisenberg
 from nqs import exact
-from nqs.projected_vmc import _OrbitState
+from nqs.projected_vmc import OrbitSums
 from nqs.symmetry import SymmetrySector, symmetry_group
 
 
@@ -57,7 +57,7 @@ def measure(lattice: str, L: int, J2: float, repeats: int, chunk: int, seed: int
     params = vstate.parameters["module"]
     sector = SymmetrySector.build(system.sector_states(), symmetry_group(system.graph, "space"))
     real_params, restore = nk.jax.tree_to_real(params)
-    orbits = _OrbitState(exact.sector_matrix(system.hamiltonian, sector.states), base, sector, chunk, {},
+    orbits = OrbitSums(exact.sector_matrix(system.hamiltonian, sector.states), base, sector, chunk, {},
                          real_params, restore)
 
     def ours_step():

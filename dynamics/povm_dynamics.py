@@ -34,8 +34,9 @@ with the b from `PovmLindbladian.connected(a)`. Three methods move the parameter
    NetKet's `netket.experimental.dynamics` Runge–Kutta integrators (fixed Euler/Heun/RK4 or adaptive
    RK23/RK45). In full summation F_k = Σ_a (O_k(a) − ⟨O_k⟩)(L P_θ)(a), which needs no division by P.
    The relative residual Var(L_loc − O·θ̇)/Var(L_loc) is recorded (in-sample when sampled: it
-   underestimates the error of a noisy fit; ``heldout_samples`` adds the residual of θ̇ on independent samples). A product start can first be re-parametrised by
-   `tangent_start` so that its tangent space holds the first step (`dynamics.tangent_start`).
+   underestimates the error of a noisy fit; ``heldout_samples`` adds the residual of θ̇ on independent
+   samples). A product start can first be re-parametrised by `tangent_start` so that its tangent space
+   holds the first step (`dynamics.tangent_start`).
 
 3. **Variational steady state** (Luo et al. 2022): minimise ‖L P_θ‖₁ = Σ_a |(L P_θ)(a)|
    = E_{a∼P_θ} |L_loc(a)| (density held fixed in the gradient) with Adam, keeping the checkpoint with the
@@ -66,7 +67,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.serialization
@@ -904,33 +905,38 @@ def snr_solve(S: jax.Array, F: jax.Array, Oc: jax.Array, centred: jax.Array, *, 
     A mode whose force the samples cannot resolve is damped. Our code: NetKet's `TDVPSchmitt` is a driver for
     wave functions (complex S, F from E_loc), not a solver for a real POVM distribution.
     """
-    lam, V = jnp.linalg.eigh(S)
-    lam_max = lam[-1]
-    rho = V.T @ F
-    per_sample = (Oc @ V) * centred[:, None]
-    spread = jnp.std(per_sample, axis=0)
-    snr = jnp.where(spread > 0, jnp.abs(rho) * jnp.sqrt(Oc.shape[0]) / jnp.where(spread > 0, spread, 1.0), jnp.inf)
-    keep = lam > rtol * lam_max
-    safe = jnp.where(keep, lam, 1.0)
-    damping = 1.0 / (1.0 + (rtol_smooth * lam_max / safe) ** 6) / (1.0 + (snr_tol / snr) ** 6)
-    return V @ jnp.where(keep, damping * rho / safe, 0.0)
+
+    def snr_damping(V, rho):
+        per_sample = (Oc @ V) * centred[:, None]
+        spread = jnp.std(per_sample, axis=0)
+        snr = jnp.where(spread > 0, jnp.abs(rho) * jnp.sqrt(Oc.shape[0]) / jnp.where(spread > 0, spread, 1.0), jnp.inf)
+        return 1.0 / (1.0 + (snr_tol / snr) ** 6)
+
+    return _smooth_pinv_solve(S, F, rtol, jnp.asarray([rtol_smooth]), snr_damping)[0]
 
 
-def _smooth_pinv_solve(S: jax.Array, F: jax.Array, rtol: float, cutoffs: jax.Array) -> jax.Array:
+def _smooth_pinv_solve(S: jax.Array, F: jax.Array, rtol: float, cutoffs: jax.Array,
+                       extra_damping: Callable[[jax.Array, jax.Array], jax.Array] | None = None) -> jax.Array:
     """NetKet's `pinv_smooth` solution of S x = F for several smooth cut-offs at once, from one eigendecomposition:
-    rows x_c = Σ_k v_k (v_kᵀ F)/λ_k · [1 + (c λ_max/λ_k)⁶]⁻¹, λ_k ≥ rtol λ_max."""
+    rows x_c = Σ_k v_k ρ_k/λ_k · [1 + (c λ_max/λ_k)⁶]⁻¹ · d_k, ρ = Vᵀ F, λ_k ≥ rtol λ_max, with the extra
+    per-mode damping d = extra_damping(V, ρ) (1 without it)."""
     lam, V = jnp.linalg.eigh(S)
+    rho = V.T @ F
     keep = lam > rtol * lam[-1]
     safe = jnp.where(keep, lam, 1.0)
     damping = 1.0 / (1.0 + (cutoffs[:, None] * lam[-1] / safe[None, :]) ** 6)
-    return (jnp.where(keep, damping * (V.T @ F) / safe, 0.0)) @ V.T
+    if extra_damping is not None:
+        damping = damping * extra_damping(V, rho)
+    return (jnp.where(keep, damping * rho / safe, 0.0)) @ V.T
 
 
-def cv_solve(Oc: jax.Array, centred: jax.Array, *, rtol: float, cutoffs: tuple[float, ...]) -> tuple[jax.Array, jax.Array]:
+def cv_solve(Oc: jax.Array, centred: jax.Array, *, rtol: float,
+             cutoffs: tuple[float, ...]) -> tuple[jax.Array, jax.Array]:
     """θ̇ with the smooth cut-off chosen by two-fold cross-validation (jVMC's `crossValidation` idea).
 
     The samples are split into halves A and B. For every cut-off c the smooth pseudo-inverse θ̇_c is fitted on A,
-    and the relative residual mean_B (L_loc − O·θ̇_c)²/mean_B L_loc² (each half centred with its own means) is scored on B.
+    and the relative residual mean_B (L_loc − O·θ̇_c)²/mean_B L_loc² (each half centred with its own means) is scored
+    on B.
     The cut-off with the smallest held-out residual then solves S θ̇ = F on all samples. A cut-off small enough to
     fit the sample noise scores badly on B, and one that also cuts needed directions does too.
     Returns (θ̇, chosen cut-off).
@@ -957,9 +963,9 @@ def cv_solve(Oc: jax.Array, centred: jax.Array, *, rtol: float, cutoffs: tuple[f
 
 
 def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
-    """(rhs, heldout), jitted: rhs(θ, key) = (θ̇ = S⁻¹F regularised, relative residual Var(L_loc − O·θ̇)/Var(L_loc)
-    on the samples of the fit, the smooth cut-off used); heldout(θ, θ̇, key) = the relative residual of θ̇ on `settings.heldout_samples` fresh
-    samples (sampled states only)."""
+    """(rhs, heldout), jitted. rhs(θ, key) = (θ̇ = S⁻¹F regularised, relative residual Var(L_loc − O·θ̇)/Var(L_loc)
+    on the samples of the fit, the smooth cut-off used); heldout(θ, θ̇, key) = the relative residual of θ̇ on
+    `settings.heldout_samples` fresh samples (sampled states only)."""
 
     def log_p(flat, a):
         return ctx.log_prob(unravel(flat), a)
@@ -1042,8 +1048,9 @@ def evolve_povm_tdvp(
     Cov(O, O) θ̇ = Cov(O, L_loc), O_k = ∂ log P_θ/∂θ_k, integrated with NetKet's Runge–Kutta integrators.
 
     Arguments as in `evolve_trapezoid`. Rows add ``tdvp_residual`` (relative residual of the fit at the
-    last evaluation), ``tdvp_cutoff`` (the smooth cut-off of that evaluation), ``integrator_steps``, ``dt`` and, with ``settings.heldout_samples``, ``tdvp_residual_heldout``
-    (the residual of a fresh θ̇ at the save time on independent samples).
+    last evaluation), ``tdvp_cutoff`` (the smooth cut-off of that evaluation), ``integrator_steps``, ``dt`` and,
+    with ``settings.heldout_samples``, ``tdvp_residual_heldout`` (the residual of a fresh θ̇ at the save time on
+    independent samples).
     """
     settings = settings or PovmTDVPSettings()
     povm = povm or POVM.tetrahedral()

@@ -127,8 +127,12 @@ class ProjectedOutcome:
     wall_time: float
 
 
-class _OrbitState:
-    """ψ_θ on the sector and its orbit reductions: energies, log-derivatives per orbit, the minSR step."""
+class OrbitSums:
+    """The orbit sums of the module docstring for a model ψ_θ on a `SymmetrySector`, jitted: `evaluate(θ)` gives ψ_θ on
+    every configuration and (ψ_G(r), ψ_G on the sector, w_r, E_loc(r), E, Var E); `orbit_log_derivatives` gives
+    O(r); `natural_gradient` gives (δθ, ½ ∂E/∂θ). θ are the real parameters of `nk.jax.tree_to_real`, `restore`
+    maps them back. Used by `projected_ground_state`, the tests and `benchmarks/projected_fullsum.py`.
+    """
 
     def __init__(self, hamiltonian_matrix, model: Any, sector: SymmetrySector, chunk_size: int, model_state: Mapping,
                  real_params: Any, restore: Callable):
@@ -281,7 +285,7 @@ def projected_ground_state(
     if initial_parameters is not None:
         params = initial_parameters(params)
     real_params, restore = nk.jax.tree_to_real(params)
-    orbits = _OrbitState(hamiltonian_matrix, model, sector, settings.chunk_size, model_state, real_params, restore)
+    orbits = OrbitSums(hamiltonian_matrix, model, sector, settings.chunk_size, model_state, real_params, restore)
     flat, unravel = jax.flatten_util.ravel_pytree(real_params)
     schedule = learning_rate_schedule(settings.lr_schedule, settings.learning_rate, settings.lr_final,
                                       settings.n_steps)

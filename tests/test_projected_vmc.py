@@ -35,7 +35,7 @@ def test_orbit_energy_and_gradient_match_brute_force_projection():
     params = jax.tree_util.tree_map(lambda p: 0.3 * p, variables["params"])
     real_params, restore = nk.jax.tree_to_real(params)
     matrix = exact.sector_matrix(CHAIN.hamiltonian, sector.states)
-    orbits = projected_vmc._OrbitState(matrix, model, sector, 7, {}, real_params, restore)
+    orbits = projected_vmc.OrbitSums(matrix, model, sector, 7, {}, real_params, restore)
     flat, unravel = jax.flatten_util.ravel_pytree(real_params)
 
     perms, flips, chi = group_elements(TRANSLATIONS, 6, -1, MOMENTUM_PI)
@@ -67,7 +67,7 @@ def test_orbit_energy_equals_netket_symmexpsum_full_sum():
                                  seed=3)
     sector = SymmetrySector.build(system.sector_states(), symmetry_group(system.graph, "space"))
     real_params, restore = nk.jax.tree_to_real(vstate.parameters["module"])
-    orbits = projected_vmc._OrbitState(exact.sector_matrix(system.hamiltonian, sector.states), base, sector, 64, {},
+    orbits = projected_vmc.OrbitSums(exact.sector_matrix(system.hamiltonian, sector.states), base, sector, 64, {},
                                        real_params, restore)
     energy = orbits.evaluate(real_params)[1][4]
     np.testing.assert_allclose(float(energy.real), float(vstate.expect(operator).mean.real), rtol=1e-12)
