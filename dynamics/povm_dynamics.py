@@ -39,8 +39,10 @@ with the b from `PovmLindbladian.connected(a)`. Three methods move the parameter
    holds the first step (`dynamics.tangent_start`).
 
 3. **Variational steady state** (Luo et al. 2022): minimise ‖L P_θ‖₁ = Σ_a |(L P_θ)(a)|
-   = E_{a∼P_θ} |L_loc(a)| (density held fixed in the gradient) with Adam, keeping the checkpoint with the
-   lowest large-sample (or, in full summation, exact) loss after `eval_after` iterations.
+   = E_{a∼P_θ} |L_loc(a)| (density held fixed in the gradient) with Adam, or relax along the POVM-TDVP flow of 2.
+   by RK4 steps (``optimizer="natural"``; its fixed point F = 0 is the steady state within the model's tangent
+   space), keeping the checkpoint with the lowest large-sample (or, in full summation, exact) loss after
+   `eval_after` iterations. Runs checkpoint their whole state at every history row and resume exactly.
 
 **Modes.** A `netket.vqs.FullSumState` selects full summation over all 4^N outcomes (N ≤ 9: the sums are
 exact, L P is applied blockwise to the whole vector, and an autoregressive model yields all 4^N log P from one
@@ -276,12 +278,16 @@ class PovmTDVPSettings:
     def times(self) -> np.ndarray:
         return np.linspace(0.0, self.t_end, self.n_save)
 
-    def make_solver(self) -> nkx.dynamics.AbstractSolver:
-        """The NetKet Runge–Kutta solver object for `nkx.dynamics.Integrator`."""
+    def make_solver(self, dt: float | None = None) -> nkx.dynamics.AbstractSolver:
+        """The NetKet Runge–Kutta solver object for `nkx.dynamics.Integrator` (initial step `dt`, default self.dt;
+        fixed-step integrators always use self.dt)."""
         cls = INTEGRATORS[self.integrator]
         if self.integrator in ADAPTIVE:
-            return cls(dt=self.dt, adaptive=True, rtol=self.rtol, atol=self.atol)
+            return cls(dt=self.dt if dt is None else dt, adaptive=True, rtol=self.rtol, atol=self.atol)
         return cls(dt=self.dt)
+
+
+STEADY_OPTIMIZERS = ("adam", "natural")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,18 +295,25 @@ class SteadyStateSettings(AdamSettings):
     """Variational steady state ‖L P_θ‖₁ → min (stored as /method attributes).
 
     Attributes:
-        n_iter: Adam iterations (Luo et al.: 500 with 10⁴ samples each, lr 1e-2, halved at 600).
+        optimizer: "adam" (Luo et al.: Adam on the gradient of ‖L P_θ‖₁) or "natural" (relaxation along the POVM-TDVP
+            flow θ̇ = S⁻¹F by RK4 steps of length τ_k, the learning-rate schedule, S⁻¹ the smooth pseudo-inverse with
+            cut-offs `pinv_rtol`, `pinv_rtol_smooth`; its fixed points are those of the TDVP flow, F = 0).
+        n_iter: iterations (Luo et al.: 500 with 10⁴ samples each, lr 1e-2, halved at 600).
         eval_after: consider checkpoints only from this iteration on.
-        eval_every: evaluate the loss every this many iterations (a history row each time); in full
-            summation the exact loss of every iteration after `eval_after` is compared.
+        eval_every: evaluate the loss every this many iterations (a history row and a resumable checkpoint each
+            time); in full summation the exact loss of every iteration after `eval_after` is compared.
         n_eval_samples: samples of the checkpoint-selection loss estimate (sampled mode).
+        pinv_rtol, pinv_rtol_smooth: the cut-offs of the "natural" optimizer (as in `PovmTDVPSettings`).
         n_obs_samples, purity_max_sites, seed: as in `TrapezoidSettings`.
     """
 
+    optimizer: str = "adam"
     n_iter: int = 500
     eval_after: int = 400
     eval_every: int = 5
     n_eval_samples: int = 40000
+    pinv_rtol: float = 1e-12
+    pinv_rtol_smooth: float = 1e-4
     n_obs_samples: int = 100000
     purity_max_sites: int = 8
     seed: int = 0
@@ -308,10 +321,18 @@ class SteadyStateSettings(AdamSettings):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.optimizer not in STEADY_OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {STEADY_OPTIMIZERS}")
         if self.n_iter < 1 or self.eval_every < 1:
             raise ValueError("n_iter and eval_every must be >= 1")
         if not 0 <= self.eval_after < self.n_iter:
             raise ValueError(f"eval_after must be in [0, n_iter), got {self.eval_after}")
+
+    def make_optimizer(self, n_iter: int) -> optax.GradientTransformation:
+        """Adam, or for "natural" plain steps of the scheduled size along the update passed as −θ̇."""
+        if self.optimizer == "natural":
+            return optax.sgd(self.make_schedule(n_iter))
+        return super().make_optimizer(n_iter)
 
 
 # -- the model as a probability distribution --------------------------------------------------------
@@ -729,6 +750,20 @@ def _open(out, mode, kind, system, vstate, method, config, seed, ansatz) -> Resu
                       ansatz=describe_ansatz(vstate, ansatz), method=method)
 
 
+def _run_state(result: ResultFile | None, mode: str, fresh: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """(run state, index of its save point) of a POVM dynamics run: the result file's checkpoint with mode "resume",
+    else `fresh` at save point 0. The state is {"initial": parameters at t = 0, "params": current parameters, ...}
+    (the layout `nqs.results.load_parameters` reads); the exact reference starts from "initial"."""
+    if result is not None and mode == "resume" and (checkpoint := result.load_checkpoint()) is not None:
+        return flax.serialization.from_bytes(fresh, checkpoint[0]), checkpoint[1]
+    return fresh, 0
+
+
+def _checkpoint(result: ResultFile | None, state: dict[str, Any], index: int) -> None:
+    if result is not None:
+        result.save_checkpoint(flax.serialization.to_bytes(state), index)
+
+
 def _initial_rho(ctx: _Povm, params, povm: POVM, rho0: np.ndarray | None) -> np.ndarray | None:
     n = ctx.n_sites
     if rho0 is not None:
@@ -845,7 +880,9 @@ def evolve_trapezoid(
         settings: time grid and optimiser.
         povm: the POVM (default tetrahedral).
         rho0: initial density matrix of the exact reference (default ρ(P_θ(0)), N ≤ 9, the 3×3 lattice).
-        out, mode, config, seed, ansatz: result file (kind "dynamics") and its metadata.
+        out, mode, config, seed, ansatz: result file (kind "dynamics") and its metadata. A checkpoint (initial and
+            current parameters, random key; for TDVP also t, dt and the step count) is written at every save time,
+            and mode "resume" continues an interrupted run from it.
         exact: compute the exact `mesolve` reference (N ≤ 9).
         progress: show a progress bar over the time steps.
 
@@ -862,15 +899,19 @@ def evolve_trapezoid(
     try:
         times = settings.times
         params = _as_jit_output(vstate.parameters)
-        rhos = _exact_dynamics(ctx, params, povm, rho0, times, exact)
+        state, index = _run_state(result, mode, {"initial": params, "params": params,
+                                                 "key": jax.random.PRNGKey(settings.seed)})
+        params, key = state["params"], state["key"]
+        rhos = _exact_dynamics(ctx, state["initial"], povm, rho0, times, exact)
         recorder = _Recorder(ctx, povm, result, rhos, settings.n_obs_samples, settings.purity_max_sites, times)
-        key = jax.random.PRNGKey(settings.seed)
-        key, sub = jax.random.split(key)
-        recorder.record(0, 0.0, params, sub, exact_index=0)
+        if index == 0:
+            key, sub = jax.random.split(key)
+            recorder.record(0, 0.0, params, sub, exact_index=0)
+            _checkpoint(result, {**state, "key": key}, 0)
         step = _make_trapezoid_step(ctx, settings)
         save_every, h = settings.steps_per_save, settings.step_size
         losses, first = [], []
-        bar = tqdm(range(1, settings.n_steps + 1), disable=not progress, desc="POVM trapezoid")
+        bar = tqdm(range(index * save_every + 1, settings.n_steps + 1), disable=not progress, desc="POVM trapezoid")
         for n in bar:
             key, sub = jax.random.split(key)
             params, initial, final = step(params, sub)
@@ -886,6 +927,7 @@ def evolve_trapezoid(
                     "step_loss": final, "max_step_loss": max(losses), "mean_step_loss": float(np.mean(losses)),
                     "initial_step_loss": float(np.mean(first)), "trapezoid_steps": float(n), "dt": h,
                 }, exact_index=n // save_every)
+                _checkpoint(result, {"initial": state["initial"], "params": params, "key": key}, n // save_every)
                 losses, first = [], []
         _set_parameters(vstate, params)
     finally:
@@ -895,38 +937,55 @@ def evolve_trapezoid(
 
 
 # -- (b) POVM-TDVP ----------------------------------------------------------------------------------
-def snr_solve(S: jax.Array, F: jax.Array, Oc: jax.Array, centred: jax.Array, *, rtol: float, rtol_smooth: float,
-              snr_tol: float) -> jax.Array:
+def snr_solve(Oc: jax.Array, centred: jax.Array, *, rtol: float, rtol_smooth: float, snr_tol: float) -> jax.Array:
     """θ̇ = Σ_k v_k ρ_k/λ_k · [1 + (rtol_smooth λ_max/λ_k)⁶]⁻¹ [1 + (snr_tol/SNR_k)⁶]⁻¹ (λ_k ≥ rtol λ_max), the
     signal-to-noise filter of Schmitt & Heyl, PRL 125, 100503 (2020), as used for POVM-TDVP by Reh et al. (jVMC).
 
-    S = V Λ Vᵀ; ρ_k = (Vᵀ F)_k = mean_s ρ_k(s) with ρ_k(s) = (Vᵀ Oc(s))_k · centred(s) for the N_s samples s
-    (rows of the centred Jacobian `Oc`, centred local values `centred`); SNR_k = |ρ_k| √N_s / std_s ρ_k(s).
+    S = OcᵀOc/N_s = V Λ Vᵀ; ρ_k = (Vᵀ F)_k = mean_s ρ_k(s) with ρ_k(s) = (Oc(s)·v_k) · centred(s) for the N_s samples
+    s (rows of the centred Jacobian `Oc`, centred local values `centred`); SNR_k = |ρ_k| √N_s / std_s ρ_k(s).
     A mode whose force the samples cannot resolve is damped. Our code: NetKet's `TDVPSchmitt` is a driver for
     wave functions (complex S, F from E_loc), not a solver for a real POVM distribution.
     """
+    n = Oc.shape[0]
 
-    def snr_damping(V, rho):
-        per_sample = (Oc @ V) * centred[:, None]
+    def snr_damping(modes, rho):
+        per_sample = n * modes * (centred[:, None] / math.sqrt(n))  # (Oc(s)·v_k) centred(s)
         spread = jnp.std(per_sample, axis=0)
-        snr = jnp.where(spread > 0, jnp.abs(rho) * jnp.sqrt(Oc.shape[0]) / jnp.where(spread > 0, spread, 1.0), jnp.inf)
+        snr = jnp.where(spread > 0, jnp.abs(rho) * math.sqrt(n) / jnp.where(spread > 0, spread, 1.0), jnp.inf)
         return 1.0 / (1.0 + (snr_tol / snr) ** 6)
 
-    return _smooth_pinv_solve(S, F, rtol, jnp.asarray([rtol_smooth]), snr_damping)[0]
+    return _smooth_pinv_solve(Oc / math.sqrt(n), centred / math.sqrt(n), rtol, jnp.asarray([rtol_smooth]),
+                              snr_damping)[0]
 
 
-def _smooth_pinv_solve(S: jax.Array, F: jax.Array, rtol: float, cutoffs: jax.Array,
+def _smooth_pinv_solve(A: jax.Array, b: jax.Array, rtol: float, cutoffs: jax.Array,
                        extra_damping: Callable[[jax.Array, jax.Array], jax.Array] | None = None) -> jax.Array:
-    """NetKet's `pinv_smooth` solution of S x = F for several smooth cut-offs at once, from one eigendecomposition:
-    rows x_c = Σ_k v_k ρ_k/λ_k · [1 + (c λ_max/λ_k)⁶]⁻¹ · d_k, ρ = Vᵀ F, λ_k ≥ rtol λ_max, with the extra
-    per-mode damping d = extra_damping(V, ρ) (1 without it)."""
-    lam, V = jnp.linalg.eigh(S)
-    rho = V.T @ F
+    """NetKet's `pinv_smooth` solution of S x = F, S = AᵀA, F = Aᵀb, for several smooth cut-offs at once, from one
+    eigendecomposition: rows x_c = Σ_k v_k ρ_k/λ_k · [1 + (c λ_max/λ_k)⁶]⁻¹ · d_k, ρ = Vᵀ F, λ_k ≥ rtol λ_max, with the
+    extra per-mode damping d = extra_damping(A V, ρ) (1 without it).
+
+    With fewer rows than columns (samples < parameters) the spectrum comes from the (rows × rows) matrix AAᵀ = U Λ Uᵀ
+    instead (the minSR / neural-tangent-kernel form of Chen & Heyl, Nat. Phys. 20, 1476 (2024)): S and AAᵀ share
+    their non-zero eigenvalues, v_k = Aᵀu_k/√λ_k, A v_k = √λ_k u_k and ρ_k = √λ_k u_kᵀb, so x = Aᵀ U diag(d_k/λ_k) Uᵀ b
+    is the same pseudo-inverse at O(rows³) instead of O(columns³) cost (7 000 parameters and 256 samples: 25 s → 1 s).
+    """
+    dual = A.shape[0] < A.shape[1]
+    if dual:
+        lam, U = jnp.linalg.eigh(A @ A.T)
+        root = jnp.sqrt(jnp.maximum(lam, 0.0))
+        projection = U.T @ b
+        rho, modes = root * projection, U * root[None, :]
+    else:
+        lam, V = jnp.linalg.eigh(A.T @ A)
+        rho = V.T @ (A.T @ b)
+        modes = A @ V if extra_damping is not None else None
     keep = lam > rtol * lam[-1]
     safe = jnp.where(keep, lam, 1.0)
     damping = 1.0 / (1.0 + (cutoffs[:, None] * lam[-1] / safe[None, :]) ** 6)
     if extra_damping is not None:
-        damping = damping * extra_damping(V, rho)
+        damping = damping * extra_damping(modes, rho)
+    if dual:
+        return (jnp.where(keep, damping * projection / safe, 0.0) @ U.T) @ A
     return (jnp.where(keep, damping * rho / safe, 0.0)) @ V.T
 
 
@@ -949,22 +1008,21 @@ def cv_solve(Oc: jax.Array, centred: jax.Array, *, rtol: float,
     half = Oc.shape[0] // 2
     grid = jnp.asarray(cutoffs)
 
-    def moments(o, c):
-        o, c = o - o.mean(0), c - c.mean()
-        return o, c, o.T @ o / o.shape[0], o.T @ c / o.shape[0]
+    def centre(o, c):
+        """Rows scaled so that S = AᵀA and F = Aᵀb are the sample covariances."""
+        n = math.sqrt(o.shape[0])
+        return (o - o.mean(0)) / n, (c - c.mean()) / n
 
-    _, _, S_a, F_a = moments(Oc[:half], centred[:half])
-    o_b, c_b, _, _ = moments(Oc[half:], centred[half:])
-    candidates = _smooth_pinv_solve(S_a, F_a, rtol, grid)  # (n_cutoffs, n_params)
-    scores = jnp.mean((c_b[:, None] - o_b @ candidates.T) ** 2, axis=0) / jnp.maximum(jnp.mean(c_b**2), 1e-300)
+    candidates = _smooth_pinv_solve(*centre(Oc[:half], centred[:half]), rtol, grid)  # (n_cutoffs, n_params)
+    o_b, c_b = centre(Oc[half:], centred[half:])
+    scores = jnp.sum((c_b[:, None] - o_b @ candidates.T) ** 2, axis=0) / jnp.maximum(jnp.sum(c_b**2), 1e-300)
     best = grid[jnp.argmin(scores)]
-    _, _, S, F = moments(Oc, centred)
-    return _smooth_pinv_solve(S, F, rtol, best[None])[0], best
+    return _smooth_pinv_solve(*centre(Oc, centred), rtol, best[None])[0], best
 
 
 def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
     """(rhs, heldout), jitted. rhs(θ, key) = (θ̇ = S⁻¹F regularised, relative residual Var(L_loc − O·θ̇)/Var(L_loc)
-    on the samples of the fit, the smooth cut-off used); heldout(θ, θ̇, key) = the relative residual of θ̇ on
+    on the samples of the fit, the smooth cut-off used, ‖L P_θ‖₁ = E|L_loc| on those samples or exact); heldout(θ, θ̇, key) = the relative residual of θ̇ on
     `settings.heldout_samples` fresh samples (sampled states only)."""
 
     def log_p(flat, a):
@@ -980,11 +1038,14 @@ def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
         """(θ̇, the smooth cut-off used)."""
         cutoff = jnp.asarray(settings.pinv_rtol_smooth)
         if settings.solver == "snr" and not ctx.full_sum:  # exact sums have no noise to filter
-            return snr_solve(S, F, Oc, centred, rtol=settings.pinv_rtol, rtol_smooth=settings.pinv_rtol_smooth,
+            return snr_solve(Oc, centred, rtol=settings.pinv_rtol, rtol_smooth=settings.pinv_rtol_smooth,
                              snr_tol=settings.snr_tol), cutoff
         if settings.solver == "cv" and not ctx.full_sum:
             return cv_solve(Oc, centred, rtol=settings.pinv_rtol, cutoffs=settings.cv_cutoffs)
         if settings.solver in ("pinv_smooth", "snr", "cv"):
+            if not ctx.full_sum and Oc.shape[0] < Oc.shape[1]:  # fewer samples than parameters: minSR form
+                n = math.sqrt(Oc.shape[0])
+                return _smooth_pinv_solve(Oc / n, centred / n, settings.pinv_rtol, cutoff[None])[0], cutoff
             x, _ = nk.optimizer.solver.pinv_smooth(S, F, rtol=settings.pinv_rtol, rtol_smooth=settings.pinv_rtol_smooth)
             return x, cutoff
         factor = jax.scipy.linalg.cho_factor(S + settings.diag_shift * jnp.eye(S.shape[0]))
@@ -1009,16 +1070,18 @@ def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
             F = Oc.T @ LP  # Σ_a (O − ⟨O⟩)(L P)(a) = Cov(O, L_loc)
             weights = P
             L_loc = LP / jnp.maximum(P, 1e-300)
+            l1 = jnp.sum(jnp.abs(LP))
         else:
             Oc, L_loc = sampled(flat, key, ctx.n_samples)
             weights = jnp.full(L_loc.shape[0], 1.0 / L_loc.shape[0])
             S = Oc.T @ Oc / L_loc.shape[0]
             F = Oc.T @ (L_loc - L_loc.mean()) / L_loc.shape[0]
+            l1 = jnp.mean(jnp.abs(L_loc))
         centred = L_loc - weights @ L_loc
         theta_dot, cutoff = solve(S, F, Oc, centred)
         residual = centred - Oc @ theta_dot
         rel = (weights @ residual**2) / jnp.maximum(weights @ centred**2, 1e-300)
-        return theta_dot, rel, cutoff
+        return theta_dot, rel, cutoff, l1
 
     @jax.jit
     def heldout(flat, theta_dot, key):
@@ -1068,11 +1131,14 @@ def evolve_povm_tdvp(
                    config, seed, ansatz)
     try:
         times = settings.times
-        flat0 = _as_jit_output(flat0)
-        rhos = _exact_dynamics(ctx, vstate.parameters, povm, rho0, times, exact)
+        params = _as_jit_output(vstate.parameters)
+        state, first = _run_state(result, mode, {"initial": params, "params": params, "t": 0.0, "dt": settings.dt,
+                                                 "steps": 0, "key": jax.random.PRNGKey(settings.seed)})
+        flat0 = _as_jit_output(ravel_pytree(state["params"])[0])
+        rhos = _exact_dynamics(ctx, state["initial"], povm, rho0, times, exact)
         recorder = _Recorder(ctx, povm, result, rhos, settings.n_obs_samples, settings.purity_max_sites, times)
         rhs, heldout = _make_tdvp_rhs(ctx, settings, unravel)
-        keys = {"key": jax.random.PRNGKey(settings.seed)}
+        keys = {"key": state["key"]}
         last = {"residual": float("nan"), "cutoff": float("nan")}
 
         def next_key():
@@ -1080,19 +1146,25 @@ def evolve_povm_tdvp(
             return sub
 
         def f(t, y, *, stage=0):
-            theta_dot, residual, cutoff = rhs(y, next_key())
+            theta_dot, residual, cutoff, _ = rhs(y, next_key())
             last["residual"], last["cutoff"] = float(residual), float(cutoff)
             return theta_dot
 
-        recorder.record(0, 0.0, unravel(flat0), next_key(), exact_index=0)
-        solver = settings.make_solver()
+        def save(index, integrator, n_steps):
+            _checkpoint(result, {"initial": state["initial"], "params": unravel(integrator.y), "t": float(integrator.t),
+                                 "dt": float(integrator.dt), "steps": n_steps, "key": keys["key"]}, index)
+
+        solver = settings.make_solver(float(state["dt"]))  # a resumed adaptive run continues with its last step
         integrator = nkx.dynamics.Integrator(
-            f, solver, 0.0, flat0, use_adaptive=solver.adaptive, parameters=solver.integrator_params,
+            f, solver, float(state["t"]), flat0, use_adaptive=solver.adaptive, parameters=solver.integrator_params,
         )
-        n_steps = 0
-        bar = tqdm(total=float(times[-1]), disable=not progress, desc="POVM-TDVP", unit="time",
-                   bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}{postfix}]")
-        for index, t_save in enumerate(times[1:], start=1):
+        n_steps = int(state["steps"])
+        if first == 0:
+            recorder.record(0, 0.0, unravel(flat0), next_key(), exact_index=0)
+            save(0, integrator, n_steps)
+        bar = tqdm(total=float(times[-1]), initial=float(state["t"]), disable=not progress, desc="POVM-TDVP",
+                   unit="time", bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}{postfix}]")
+        for index, t_save in enumerate(times[first + 1:], start=first + 1):
             while float(integrator.t) < t_save - 1e-12 * max(1.0, t_save):
                 t_before = float(integrator.t)
                 integrator.step(max_dt=t_save - float(integrator.t))
@@ -1105,9 +1177,10 @@ def evolve_povm_tdvp(
             diagnostics = {"tdvp_residual": last["residual"], "tdvp_cutoff": last["cutoff"],
                            "integrator_steps": float(n_steps), "dt": float(integrator.dt)}
             if settings.heldout_samples and not ctx.full_sum:
-                theta_dot, _, _ = rhs(integrator.y, next_key())
+                theta_dot, *_ = rhs(integrator.y, next_key())
                 diagnostics["tdvp_residual_heldout"] = float(heldout(integrator.y, theta_dot, next_key()))
             recorder.record(index, float(t_save), unravel(integrator.y), next_key(), diagnostics, exact_index=index)
+            save(index, integrator, n_steps)
         bar.close()
         _set_parameters(vstate, unravel(integrator.y))
     finally:
@@ -1133,6 +1206,34 @@ def _steady_loss(ctx: _Povm, n_samples: int):
     return loss
 
 
+def _steady_update(ctx: _Povm, settings: SteadyStateSettings, params):
+    """direction(p, key, τ) = (loss of this iteration, the update direction as a parameter tree): the gradient of
+    ‖L P_θ‖₁ (Adam), or −θ̇ of one classical Runge–Kutta step of length τ along the POVM-TDVP flow, with ‖L P_θ‖₁ from
+    the first stage's samples ("natural"). RK4's stability region holds the imaginary axis up to |ωτ| = 2√2, where
+    Euler's does not: on the 3-site chain Euler steps of τ = 0.2 circle at ‖L P‖₁ ≈ 0.35 and RK4 steps converge."""
+    if settings.optimizer == "adam":
+        value_and_grad = jax.value_and_grad(_steady_loss(ctx, ctx.n_samples), has_aux=True)
+
+        def direction(p, key, tau):
+            (value, _), grad = value_and_grad(p, key)
+            return value, grad
+        return direction
+
+    _, unravel = ravel_pytree(params)
+    rhs, _ = _make_tdvp_rhs(ctx, PovmTDVPSettings(solver="pinv_smooth", pinv_rtol=settings.pinv_rtol,
+                                                  pinv_rtol_smooth=settings.pinv_rtol_smooth), unravel)
+
+    def direction(p, key, tau):
+        keys = jax.random.split(key, 4)
+        flat = ravel_pytree(p)[0]
+        k1, _, _, value = rhs(flat, keys[0])
+        k2 = rhs(flat + 0.5 * tau * k1, keys[1])[0]
+        k3 = rhs(flat + 0.5 * tau * k2, keys[2])[0]
+        k4 = rhs(flat + tau * k3, keys[3])[0]
+        return value, unravel(-(k1 + 2 * k2 + 2 * k3 + k4) / 6)
+    return direction
+
+
 def find_steady_state(
     system: System,
     vstate: Any,
@@ -1148,13 +1249,22 @@ def find_steady_state(
     progress: bool = True,
 ) -> PovmOutcome:
     """Variational steady state (Luo et al., PRL 128, 090501 (2022)): min_θ ‖L P_θ‖₁ = E_{a∼P_θ}|L_loc(a)|
-    by Adam, keeping the best checkpoint by a large-sample (full sum: exact) loss after `eval_after`.
+    by Adam, or by relaxation along the POVM-TDVP flow (``settings.optimizer = "natural"``), keeping the best
+    checkpoint by a large-sample (full sum: exact) loss after `eval_after`.
+
+    The natural-gradient relaxation integrates dP/dt = L P projected on the model's tangent space (S θ̇ = F, RK4 steps
+    of the scheduled length τ). It needs no derivative of the connected strings' log P (Adam's gradient of ‖L P_θ‖₁
+    does), and with fewer samples than parameters S⁻¹F is solved in sample space (`_smooth_pinv_solve`): at N = 16 one
+    evaluation of θ̇ costs 2.2 s against 6.8 s for an Adam iteration (256 samples, 7 000 parameters, one core), and
+    each RK4 step advances the relaxation by τ (0.1–0.2) where Adam needs hundreds of iterations in all.
 
     Args as in `evolve_trapezoid` (result file kind "steady_state"; /exact holds the QuTiP steady-state
     values, N ≤ 9). History rows every `eval_every` iterations: ``loss`` (mean mini-batch loss since the
     previous row), ``learning_rate``, and from `eval_after` on ``eval_loss`` (± ``eval_loss_error``); the
-    last row (step n_iter + 1) holds the observables and diagnostics of the best checkpoint, which is also
-    the /checkpoint (Flax msgpack of the parameters) and the final parameters of `vstate`.
+    last row (step n_iter + 1) holds the observables and diagnostics of the best checkpoint. Every row is followed by
+    a checkpoint of the whole run state (parameters, optimizer state, random key, best so far), so ``mode="resume"``
+    continues an interrupted run exactly; the final checkpoint holds the best parameters, which are also the final
+    parameters of `vstate` (`nqs.results.load_parameters` reads either).
     """
     settings = settings or SteadyStateSettings()
     povm = povm or POVM.tetrahedral()
@@ -1167,18 +1277,17 @@ def find_steady_state(
         if exact and ctx.n_sites <= MAX_OPEN_SITES:
             rhos = [exact_steady_state(system)]
         recorder = _Recorder(ctx, povm, result, rhos, settings.n_obs_samples, settings.purity_max_sites)
-        loss = _steady_loss(ctx, ctx.n_samples)
         eval_loss = jax.jit(_steady_loss(ctx, settings.n_eval_samples))
         opt = settings.make_optimizer(settings.n_iter)
         lr_at = settings.make_schedule(settings.n_iter)
-        value_and_grad = jax.value_and_grad(loss, has_aux=True)
+        direction = _steady_update(ctx, settings, vstate.parameters)
 
         @functools.partial(jax.jit, static_argnums=3)
         def chunk(p, opt_state, key, length, start, best):
             def body(carry, it):
                 p, opt_state, key, best = carry
                 key, sub = jax.random.split(key)
-                (value, _), grad = value_and_grad(p, sub)
+                value, grad = direction(p, sub, lr_at(it))
                 if ctx.full_sum:  # exact loss of the current parameters: keep the best one
                     better = (it >= settings.eval_after) & (value < best[0])
                     best = (jnp.where(better, value, best[0]), jnp.where(better, it, best[1]),
@@ -1190,15 +1299,23 @@ def find_steady_state(
             return p, opt_state, key, best, values
 
         params = _as_jit_output(vstate.parameters)
-        opt_state = opt.init(params)
-        key = jax.random.PRNGKey(settings.seed)
-        # full sum: the exact loss of every iteration is compared inside the scan (carried "best");
-        # sampled: only the large-sample estimates at the evaluation points (Python-side "evaluated")
-        best = _as_jit_output((jnp.asarray(jnp.inf), jnp.asarray(-1), params))
-        evaluated = (math.inf, -1, params)
-        it = 0
-        bar = tqdm(total=settings.n_iter, disable=not progress, desc="POVM steady state")
-        while it < settings.n_iter:
+        # full sum: the exact loss of every iteration is compared inside the scan ("best", carried);
+        # sampled: only the large-sample estimates at the evaluation points ("evaluated")
+        run = {"params": params, "opt_state": opt.init(params), "key": jax.random.PRNGKey(settings.seed),
+               "iteration": 0, "best": _as_jit_output((jnp.asarray(jnp.inf), jnp.asarray(-1), params)),
+               "evaluated": (jnp.asarray(jnp.inf), jnp.asarray(-1), params), "finished": 0}
+        if result is not None and mode == "resume" and (checkpoint := result.load_checkpoint()) is not None:
+            stored = flax.serialization.msgpack_restore(checkpoint[0])
+            if int(stored.get("finished", 0)):
+                run = {**run, "finished": 1, "params": flax.serialization.from_state_dict(params, stored["params"]),
+                       "evaluated": (stored["best_loss"], stored["best_step"], None)}
+            else:
+                run = flax.serialization.from_state_dict(run, stored)
+        it = int(run["iteration"])
+        params, opt_state, key, best = run["params"], run["opt_state"], run["key"], run["best"]
+        evaluated = tuple(run["evaluated"])
+        bar = tqdm(total=settings.n_iter, initial=it, disable=not progress or run["finished"], desc="POVM steady state")
+        while it < settings.n_iter and not run["finished"]:
             length = min(settings.eval_every, settings.n_iter - it)
             params, opt_state, key, best, values = chunk(params, opt_state, key, length, it, best)
             it += length
@@ -1213,19 +1330,24 @@ def find_steady_state(
                 row["eval_loss"] = float(value)
                 if not ctx.full_sum:
                     row["eval_loss_error"] = float(jnp.std(per_sample) / math.sqrt(per_sample.shape[0]))
-                if float(value) < evaluated[0]:
-                    evaluated = (float(value), it, params)
+                if float(value) < float(evaluated[0]):
+                    evaluated = (jnp.asarray(float(value)), jnp.asarray(it), params)
             recorder.rows.append(row)
             if result is not None:
                 result.append(row)
+                if it < settings.n_iter:
+                    state = {"params": params, "opt_state": opt_state, "key": key, "iteration": it, "best": best,
+                             "evaluated": evaluated, "finished": 0}
+                    result.save_checkpoint(flax.serialization.to_bytes(state), it)
         bar.close()
-        best_loss, best_step, params = evaluated
-        if float(best[0]) < best_loss:
+        best_loss, best_step, params = float(evaluated[0]), int(evaluated[1]), evaluated[2] or params
+        if not run["finished"] and float(best[0]) < best_loss:
             best_loss, best_step, params = float(best[0]), int(best[1]), best[2]
+        if result is not None and not run["finished"]:
+            final = {"params": params, "best_loss": best_loss, "best_step": best_step, "finished": 1}
+            result.save_checkpoint(flax.serialization.to_bytes(final), settings.n_iter)
         key, sub = jax.random.split(key)
         recorder.record(settings.n_iter + 1, None, params, sub, {"best_loss": best_loss, "best_step": float(best_step)})
-        if result is not None:
-            result.save_checkpoint(flax.serialization.to_bytes(params), settings.n_iter + 1)
         _set_parameters(vstate, params)
     finally:
         if result is not None:

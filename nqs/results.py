@@ -436,8 +436,10 @@ def load_parameters(path: str | Path) -> dict[str, Any]:
     """The variational parameters in the checkpoint of a result file (a nested dict of numpy arrays).
 
     Each method checkpoints its own Flax msgpack state; three layouts occur: a NetKet driver (VMC ground
-    state, NDM steady state: ``state/variables/params``), a time-evolution run state (``{"initial",
-    "params", ...}``: the current ``params``), and bare parameters (POVM steady state: the best checkpoint).
+    state, NDM steady state: ``state/variables/params``), a run state with ``params`` (time evolution
+    ``{"initial", "params", ...}``: the current parameters; POVM steady state ``{"params", "finished", ...}``: the
+    current parameters, the best ones once finished), and bare parameters (POVM steady-state files written before
+    its run state existed).
     Use with `ansatze.transfer.transfer_parameters` to start another run (another size, coupling or dtype).
 
     Raises:
@@ -456,7 +458,7 @@ def load_parameters(path: str | Path) -> dict[str, Any]:
     variables = state.get("state", {}).get("variables") if isinstance(state.get("state"), dict) else None
     if isinstance(variables, dict) and "params" in variables:
         return variables["params"]
-    if "initial" in state and "params" in state:
+    if "params" in state and ("initial" in state or "finished" in state):
         return state["params"]
     return state
 

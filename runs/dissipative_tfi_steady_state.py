@@ -6,8 +6,10 @@ H = (V/4) Σ_i Z_i Z_{i+1} + (g/2) Σ_i X_i, jumps √γ σ⁻_i, Pauli units, p
 * ``--method povm`` (default): P_θ(a) over the 4^N tetrahedral-POVM outcomes by an autoregressive Transformer
   (machine_pow = 1, started in the product state of 0.99|↓⟩⟨↓| + 0.01|↑⟩⟨↑| per site, near the γ-only
   steady state), optionally a String State
-  over ``--strings`` orderings; min_θ ‖L P_θ‖₁ by Adam with the best checkpoint chosen on a large-sample loss
-  (`dynamics.povm_dynamics.find_steady_state`); ``--samples 0`` sums over all outcomes exactly (N ≤ 9).
+  over ``--strings`` orderings; min_θ ‖L P_θ‖₁ by Adam (``--optimizer adam``) or relaxation along the POVM-TDVP
+  flow θ ← θ + τ S⁻¹F (``--optimizer natural``, τ = ``--lr``, smooth cut-off ``--cutoff``), with the best checkpoint
+  chosen on a large-sample loss (`dynamics.povm_dynamics.find_steady_state`); ``--samples 0`` sums over all outcomes
+  exactly (N ≤ 9). Runs checkpoint at every history row and continue with ``--mode resume``.
 * ``--method ndm``: `nk.models.NDM` + `MCMixedState` + `SteadyState` (`dynamics.ndm_steady_state`).
 
 Both write a result file (kind "steady_state") whose /exact holds the QuTiP values for N ≤ 9; a g-scan is
@@ -53,7 +55,12 @@ def main(argv: list[str] | None = None) -> None:
     povm_opts.add_argument("--strings", choices=FAMILIES_1D, default="chain", help="String-State orderings")
     povm_opts.add_argument("--samples", type=int, default=4096, help="samples per iteration (0: exact sum)")
     povm_opts.add_argument("--iterations", type=int, default=1500)
-    povm_opts.add_argument("--lr", type=float, default=1e-2)
+    povm_opts.add_argument("--optimizer", choices=("adam", "natural"), default="adam",
+                           help="Adam on ‖L P‖₁ (Luo et al.) or relaxation along the POVM-TDVP flow")
+    povm_opts.add_argument("--lr", type=float, default=None,
+                           help="Adam learning rate (default 1e-2) or natural-gradient time step τ (default 0.1)")
+    povm_opts.add_argument("--cutoff", type=float, default=1e-4,
+                           help="smooth pseudo-inverse cut-off of --optimizer natural")
     povm_opts.add_argument("--eval-samples", type=int, default=None,
                            help="samples of the loss estimate that picks the best checkpoint "
                            "(default max(4·samples, 4096))")
@@ -80,8 +87,10 @@ def main(argv: list[str] | None = None) -> None:
         if start is not None:
             vstate.parameters = start(vstate.parameters)
         eval_after = max(args.iterations * 3 // 4, 1)
+        lr = args.lr if args.lr is not None else (0.1 if args.optimizer == "natural" else 1e-2)
         settings = SteadyStateSettings(
-            n_iter=args.iterations, learning_rate=args.lr, schedule="cosine", final_fraction=1e-2,
+            optimizer=args.optimizer, pinv_rtol_smooth=args.cutoff,
+            n_iter=args.iterations, learning_rate=lr, schedule="cosine", final_fraction=1e-2,
             eval_after=min(eval_after, args.iterations - 1), eval_every=max(args.iterations // 50, 1),
             n_eval_samples=args.eval_samples or max(4 * args.samples, 4096),
             n_obs_samples=max(16 * args.samples, 16384),

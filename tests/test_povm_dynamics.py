@@ -150,12 +150,102 @@ def test_steady_state_full_sum_three_site_tfi(tmp_path):
     assert out.exact["sigma_z"] == pytest.approx(out.exact["magnetization_z"], abs=1e-12)  # two exact paths
     assert out.info["best_loss"] < 1e-4 and out.info["best_step"] >= settings.eval_after
     res = results.load(path)
-    assert res.kind == "steady_state" and res.checkpoint_step == settings.n_iter + 1
+    assert res.kind == "steady_state" and res.checkpoint_step == settings.n_iter
     assert res.history["loss"][0] > 100 * out.info["best_loss"]
     assert results.exact_on_history(res, "sigma_x")[-1] == pytest.approx(out.exact["sigma_x"])
     loaded = results.load_parameters(path)  # the best checkpoint, which the state holds at the end
     for a, b in zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(out.state.parameters), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_natural_gradient_relaxation_reaches_the_exact_steady_state_in_few_iterations():
+    """A complete model (TableAR): the fixed point of the POVM-TDVP flow is the exact steady state; 150 natural steps
+    of τ = 0.2 get closer than Adam's 2 000 iterations above."""
+    system = dissipative_tfi(3, V=2.0, g=1.0, gamma=1.0)
+    settings = SteadyStateSettings(optimizer="natural", learning_rate=0.2, schedule="constant", n_iter=150,
+                                   eval_after=100, eval_every=25, pinv_rtol_smooth=1e-10)
+    out = find_steady_state(system, _full_sum(3, UP), settings, progress=False)
+    final = out.rows[-1]
+    for name in ("sigma_x", "sigma_y", "sigma_z", "zz_nn", "purity"):
+        assert final[name] == pytest.approx(out.exact[name], abs=1e-5), name
+    assert out.info["best_loss"] < 1e-5 and out.rows[0]["loss"] > 0.1
+    with pytest.raises(ValueError, match="optimizer"):
+        SteadyStateSettings(optimizer="sgd")
+
+
+def test_steady_state_resumes_exactly_after_an_interruption(tmp_path, monkeypatch):
+    """Killed after its third history row, the resumed sampled run ends with the parameters and rows of an
+    uninterrupted one (both optimizers; the checkpoint holds optimizer state, random key and best so far)."""
+    system = dissipative_tfi(2, g=1.0)
+    for optimizer, lr in (("adam", 1e-2), ("natural", 0.1)):
+        settings = SteadyStateSettings(optimizer=optimizer, learning_rate=lr, n_iter=30, eval_after=10, eval_every=5,
+                                       n_eval_samples=500, n_obs_samples=500)
+        whole = find_steady_state(system, _sampled(2, UP, 200), settings, out=str(tmp_path / f"{optimizer}_whole.h5"),
+                                  exact=False, progress=False)
+        path = tmp_path / f"{optimizer}_cut.h5"
+        append = results.ResultFile.append
+        calls = {"n": 0}
+
+        def interrupted(self, row):
+            calls["n"] += 1
+            if calls["n"] == 4:
+                raise KeyboardInterrupt
+            return append(self, row)
+
+        with monkeypatch.context() as m:
+            m.setattr(results.ResultFile, "append", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                find_steady_state(system, _sampled(2, UP, 200), settings, out=str(path), exact=False, progress=False)
+        assert results.load(path).checkpoint_step == 15
+        mid = results.load_parameters(path)  # the current parameters of the interrupted run, for --init-from
+        assert jax.tree_util.tree_structure(mid) == jax.tree_util.tree_structure(whole.state.parameters)
+        resumed = find_steady_state(system, _sampled(2, UP, 200), settings, out=str(path), mode="resume", exact=False,
+                                    progress=False)
+        assert resumed.info == whole.info
+        for a, b in zip(jax.tree_util.tree_leaves(resumed.state.parameters),
+                        jax.tree_util.tree_leaves(whole.state.parameters), strict=True):
+            np.testing.assert_array_equal(a, b)
+        stored, reference = results.load(path).history, results.load(tmp_path / f"{optimizer}_whole.h5").history
+        np.testing.assert_array_equal(stored["loss"], reference["loss"])
+        np.testing.assert_array_equal(stored["eval_loss"][:-1], reference["eval_loss"][:-1])
+        again = find_steady_state(system, _sampled(2, UP, 200), settings, out=str(path), mode="resume", exact=False,
+                                  progress=False)  # a finished run only re-records its final row
+        assert again.info == whole.info and len(again.rows) == 1
+
+
+def test_povm_dynamics_resume_exactly_after_an_interruption(tmp_path, monkeypatch):
+    """TDVP (sampled, Heun) and the trapezoid (sampled), killed after the row of their second save time: the resumed
+    runs end with the parameters and rows of uninterrupted ones."""
+    system = dissipative_tfi(2, g=1.0)
+    runs = {
+        "tdvp": (evolve_povm_tdvp, PovmTDVPSettings(t_end=0.06, dt=0.01, n_save=4, integrator="Heun", n_obs_samples=200)),
+        "trapezoid": (evolve_trapezoid, TrapezoidSettings(t_end=0.06, dt=0.02, n_save=4, n_iter=5, n_obs_samples=200)),
+    }
+    for name, (evolve, settings) in runs.items():
+        whole = evolve(system, _sampled(2, UP, 200), settings, out=str(tmp_path / f"{name}_whole.h5"), progress=False)
+        path = tmp_path / f"{name}_cut.h5"
+        append = results.ResultFile.append
+        calls = {"n": 0}
+
+        def interrupted(self, row):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+            return append(self, row)
+
+        with monkeypatch.context() as m:
+            m.setattr(results.ResultFile, "append", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                evolve(system, _sampled(2, UP, 200), settings, out=str(path), progress=False)
+        assert results.load(path).checkpoint_step == 1
+        resumed = evolve(system, _sampled(2, UP, 200), settings, out=str(path), mode="resume", progress=False)
+        assert [r["step"] for r in resumed.rows] == [2.0, 3.0]
+        for a, b in zip(jax.tree_util.tree_leaves(resumed.state.parameters),
+                        jax.tree_util.tree_leaves(whole.state.parameters), strict=True):
+            np.testing.assert_array_equal(a, b)
+        stored, reference = results.load(path).history, results.load(tmp_path / f"{name}_whole.h5").history
+        for column in ("time", "sigma_z", "l1_distance"):
+            np.testing.assert_array_equal(stored[column], reference[column])
 
 
 def test_sampled_estimators_are_unbiased():
@@ -287,13 +377,41 @@ def test_snr_solve_is_the_smooth_pseudo_inverse_without_filter_and_damps_unresol
     centred = centred - centred.mean()
     S, F = Oc.T @ Oc / n, Oc.T @ centred / n
     plain, _ = nk.optimizer.solver.pinv_smooth(S, F, rtol=1e-12, rtol_smooth=1e-8)
-    unfiltered = pd.snr_solve(S, F, Oc, centred, rtol=1e-12, rtol_smooth=1e-8, snr_tol=0.0)
+    unfiltered = pd.snr_solve(Oc, centred, rtol=1e-12, rtol_smooth=1e-8, snr_tol=0.0)
     np.testing.assert_allclose(unfiltered, plain, rtol=1e-10, atol=1e-12)
-    filtered = pd.snr_solve(S, F, Oc, centred, rtol=1e-12, rtol_smooth=1e-8, snr_tol=4.0)
+    filtered = pd.snr_solve(Oc, centred, rtol=1e-12, rtol_smooth=1e-8, snr_tol=4.0)
     assert abs(filtered[0] - plain[0]) < 1e-6 * abs(plain[0])  # the resolved force (SNR ~ 400) is kept
     assert np.all(np.abs(filtered[1:]) < 0.2 * np.abs(plain[1:]))  # pure-noise forces (SNR ~ 1) are damped
     with pytest.raises(ValueError, match="snr_tol"):
         pd.PovmTDVPSettings(solver="snr", snr_tol=-1.0)
+
+
+def test_fewer_samples_than_parameters_solve_in_sample_space_with_the_same_pseudo_inverse():
+    """The minSR form (eigendecomposition of the 30 × 30 AAᵀ) equals the pseudo-inverse from the 80 × 80 S: NetKet's
+    pinv_smooth, and the SNR filter computed from S's own modes."""
+    rng = np.random.default_rng(1)
+    n, p = 30, 80
+    Oc = rng.normal(size=(n, p)) * np.geomspace(1.0, 1e-3, p)
+    Oc -= Oc.mean(0)
+    centred = Oc[:, :5] @ rng.normal(size=5) + 0.05 * rng.normal(size=n)
+    centred -= centred.mean()
+    S, F = Oc.T @ Oc / n, Oc.T @ centred / n
+    for cutoff in (1e-2, 1e-6):
+        expected, _ = nk.optimizer.solver.pinv_smooth(jnp.asarray(S), jnp.asarray(F), rtol=1e-10, rtol_smooth=cutoff)
+        dual = pd._smooth_pinv_solve(jnp.asarray(Oc / np.sqrt(n)), jnp.asarray(centred / np.sqrt(n)), 1e-10,
+                                     jnp.asarray([cutoff]))[0]
+        np.testing.assert_allclose(dual, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
+    lam, V = np.linalg.eigh(S)
+    keep = lam > 1e-10 * lam[-1]
+    lam, V = lam[keep], V[:, keep]
+    rho = V.T @ F
+    per_sample = (Oc @ V) * centred[:, None]
+    snr = np.abs(rho) * np.sqrt(n) / per_sample.std(axis=0)
+    damping = 1 / (1 + (1e-6 * lam[-1] / lam) ** 6) / (1 + (2.0 / snr) ** 6)
+    expected = V @ (damping * rho / lam)
+    got = pd.snr_solve(jnp.asarray(Oc), jnp.asarray(centred), rtol=1e-10, rtol_smooth=1e-6, snr_tol=2.0)
+    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
+    assert np.abs(got).max() > 0
 
 
 def test_heldout_residual_exposes_a_fit_to_sample_noise():

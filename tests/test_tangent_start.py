@@ -28,7 +28,7 @@ def _tdvp_residual(system, vstate):
     """Relative residual of the exact (full-sum) POVM-TDVP fit at t = 0."""
     ctx = pd._make_context(system, vstate, POVM.tetrahedral())
     flat, unravel = ravel_pytree(vstate.parameters)
-    _, residual, _ = pd._make_tdvp_rhs(ctx, pd.PovmTDVPSettings(), unravel)[0](flat, jax.random.PRNGKey(0))
+    _, residual, *_ = pd._make_tdvp_rhs(ctx, pd.PovmTDVPSettings(), unravel)[0](flat, jax.random.PRNGKey(0))
     return float(residual)
 
 
