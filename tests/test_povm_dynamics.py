@@ -173,6 +173,29 @@ def test_natural_gradient_relaxation_reaches_the_exact_steady_state_in_few_itera
         SteadyStateSettings(optimizer="sgd")
 
 
+def _killed_at_row(monkeypatch, row: int, run) -> None:
+    """Run `run()` with the result file's `append` raising KeyboardInterrupt at history row number `row` (1-based)."""
+    append = results.ResultFile.append
+    calls = {"n": 0}
+
+    def interrupted(self, values):
+        calls["n"] += 1
+        if calls["n"] == row:
+            raise KeyboardInterrupt
+        return append(self, values)
+
+    with monkeypatch.context() as m:
+        m.setattr(results.ResultFile, "append", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run()
+
+
+def _assert_same_parameters(state_a, state_b) -> None:
+    for a, b in zip(jax.tree_util.tree_leaves(state_a.parameters), jax.tree_util.tree_leaves(state_b.parameters),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_steady_state_resumes_exactly_after_an_interruption(tmp_path, monkeypatch):
     """Killed after its third history row, the resumed sampled run ends with the parameters and rows of an
     uninterrupted one (both optimizers; the checkpoint holds optimizer state, random key and best so far)."""
@@ -183,28 +206,15 @@ def test_steady_state_resumes_exactly_after_an_interruption(tmp_path, monkeypatc
         whole = find_steady_state(system, _sampled(2, UP, 200), settings, out=str(tmp_path / f"{optimizer}_whole.h5"),
                                   exact=False, progress=False)
         path = tmp_path / f"{optimizer}_cut.h5"
-        append = results.ResultFile.append
-        calls = {"n": 0}
-
-        def interrupted(self, row):
-            calls["n"] += 1
-            if calls["n"] == 4:
-                raise KeyboardInterrupt
-            return append(self, row)
-
-        with monkeypatch.context() as m:
-            m.setattr(results.ResultFile, "append", interrupted)
-            with pytest.raises(KeyboardInterrupt):
-                find_steady_state(system, _sampled(2, UP, 200), settings, out=str(path), exact=False, progress=False)
+        _killed_at_row(monkeypatch, 4, lambda: find_steady_state(system, _sampled(2, UP, 200), settings, out=str(path),
+                                                                 exact=False, progress=False))
         assert results.load(path).checkpoint_step == 15
         mid = results.load_parameters(path)  # the current parameters of the interrupted run, for --init-from
         assert jax.tree_util.tree_structure(mid) == jax.tree_util.tree_structure(whole.state.parameters)
         resumed = find_steady_state(system, _sampled(2, UP, 200), settings, out=str(path), mode="resume", exact=False,
                                     progress=False)
         assert resumed.info == whole.info
-        for a, b in zip(jax.tree_util.tree_leaves(resumed.state.parameters),
-                        jax.tree_util.tree_leaves(whole.state.parameters), strict=True):
-            np.testing.assert_array_equal(a, b)
+        _assert_same_parameters(resumed.state, whole.state)
         stored, reference = results.load(path).history, results.load(tmp_path / f"{optimizer}_whole.h5").history
         np.testing.assert_array_equal(stored["loss"], reference["loss"])
         np.testing.assert_array_equal(stored["eval_loss"][:-1], reference["eval_loss"][:-1])
@@ -224,25 +234,12 @@ def test_povm_dynamics_resume_exactly_after_an_interruption(tmp_path, monkeypatc
     for name, (evolve, settings) in runs.items():
         whole = evolve(system, _sampled(2, UP, 200), settings, out=str(tmp_path / f"{name}_whole.h5"), progress=False)
         path = tmp_path / f"{name}_cut.h5"
-        append = results.ResultFile.append
-        calls = {"n": 0}
-
-        def interrupted(self, row):
-            calls["n"] += 1
-            if calls["n"] == 3:
-                raise KeyboardInterrupt
-            return append(self, row)
-
-        with monkeypatch.context() as m:
-            m.setattr(results.ResultFile, "append", interrupted)
-            with pytest.raises(KeyboardInterrupt):
-                evolve(system, _sampled(2, UP, 200), settings, out=str(path), progress=False)
+        _killed_at_row(monkeypatch, 3, lambda: evolve(system, _sampled(2, UP, 200), settings, out=str(path),
+                                                      progress=False))
         assert results.load(path).checkpoint_step == 1
         resumed = evolve(system, _sampled(2, UP, 200), settings, out=str(path), mode="resume", progress=False)
         assert [r["step"] for r in resumed.rows] == [2.0, 3.0]
-        for a, b in zip(jax.tree_util.tree_leaves(resumed.state.parameters),
-                        jax.tree_util.tree_leaves(whole.state.parameters), strict=True):
-            np.testing.assert_array_equal(a, b)
+        _assert_same_parameters(resumed.state, whole.state)
         stored, reference = results.load(path).history, results.load(tmp_path / f"{name}_whole.h5").history
         for column in ("time", "sigma_z", "l1_distance"):
             np.testing.assert_array_equal(stored[column], reference[column])
