@@ -751,9 +751,10 @@ def _open(out, mode, kind, system, vstate, method, config, seed, ansatz) -> Resu
 
 
 def _run_state(result: ResultFile | None, mode: str, fresh: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """(run state, index of its save point) of a POVM dynamics run: the result file's checkpoint with mode "resume",
-    else `fresh` at save point 0. The state is {"initial": parameters at t = 0, "params": current parameters, ...}
-    (the layout `nqs.results.load_parameters` reads); the exact reference starts from "initial"."""
+    """(run state, step of its checkpoint) of a POVM run: the result file's checkpoint with mode "resume", else
+    `fresh` at step 0. Dynamics states are {"initial": parameters at t = 0, "params": current parameters, ...} (the
+    exact reference starts from "initial"), steady states {"params", "finished", ...}: layouts that
+    `nqs.results.load_parameters` reads."""
     if result is not None and mode == "resume" and (checkpoint := result.load_checkpoint()) is not None:
         return flax.serialization.from_bytes(fresh, checkpoint[0]), checkpoint[1]
     return fresh, 0
@@ -949,7 +950,7 @@ def snr_solve(Oc: jax.Array, centred: jax.Array, *, rtol: float, rtol_smooth: fl
     n = Oc.shape[0]
 
     def snr_damping(modes, rho):
-        per_sample = n * modes * (centred[:, None] / math.sqrt(n))  # (Oc(s)·v_k) centred(s)
+        per_sample = math.sqrt(n) * modes * centred[:, None]  # (Oc(s)·v_k) centred(s), modes = A V = Oc V/√n
         spread = jnp.std(per_sample, axis=0)
         snr = jnp.where(spread > 0, jnp.abs(rho) * math.sqrt(n) / jnp.where(spread > 0, spread, 1.0), jnp.inf)
         return 1.0 / (1.0 + (snr_tol / snr) ** 6)
@@ -1302,22 +1303,21 @@ def find_steady_state(
 
         params = _as_jit_output(vstate.parameters)
         # full sum: the exact loss of every iteration is compared inside the scan ("best", carried);
-        # sampled: only the large-sample estimates at the evaluation points ("evaluated")
-        run = {"params": params, "opt_state": opt.init(params), "key": jax.random.PRNGKey(settings.seed),
-               "iteration": 0, "best": _as_jit_output((jnp.asarray(jnp.inf), jnp.asarray(-1), params)),
-               "evaluated": (jnp.asarray(jnp.inf), jnp.asarray(-1), params), "finished": 0}
-        if result is not None and mode == "resume" and (checkpoint := result.load_checkpoint()) is not None:
-            stored = flax.serialization.msgpack_restore(checkpoint[0])
-            if int(stored.get("finished", 0)):
-                run = {**run, "finished": 1, "params": flax.serialization.from_state_dict(params, stored["params"]),
-                       "evaluated": (stored["best_loss"], stored["best_step"], None)}
-            else:
-                run = flax.serialization.from_state_dict(run, stored)
-        it = int(run["iteration"])
-        params, opt_state, key, best = run["params"], run["opt_state"], run["key"], run["best"]
-        evaluated = tuple(run["evaluated"])
-        bar = tqdm(total=settings.n_iter, initial=it, disable=not progress or run["finished"], desc="POVM steady state")
-        while it < settings.n_iter and not run["finished"]:
+        # sampled: only the large-sample estimates at the evaluation points ("evaluated"). A finished run's state
+        # holds the best parameters as "params" and the winner of the two as "evaluated".
+        run, _ = _run_state(result, mode, {
+            "params": params, "opt_state": opt.init(params), "key": jax.random.PRNGKey(settings.seed), "iteration": 0,
+            "best": _as_jit_output((jnp.asarray(jnp.inf), jnp.asarray(-1), params)),
+            "evaluated": (jnp.asarray(jnp.inf), jnp.asarray(-1), params), "finished": 0})
+        it, finished = int(run["iteration"]), bool(run["finished"])
+        params, opt_state, key, best, evaluated = (run[k] for k in ("params", "opt_state", "key", "best", "evaluated"))
+
+        def save(params, evaluated, finished):
+            _checkpoint(result, {"params": params, "opt_state": opt_state, "key": key, "iteration": it, "best": best,
+                                 "evaluated": evaluated, "finished": int(finished)}, it)
+
+        bar = tqdm(total=settings.n_iter, initial=it, disable=not progress or finished, desc="POVM steady state")
+        while it < settings.n_iter:
             length = min(settings.eval_every, settings.n_iter - it)
             params, opt_state, key, best, values = chunk(params, opt_state, key, length, it, best)
             it += length
@@ -1337,17 +1337,14 @@ def find_steady_state(
             recorder.rows.append(row)
             if result is not None:
                 result.append(row)
-                if it < settings.n_iter:
-                    state = {"params": params, "opt_state": opt_state, "key": key, "iteration": it, "best": best,
-                             "evaluated": evaluated, "finished": 0}
-                    result.save_checkpoint(flax.serialization.to_bytes(state), it)
+            if it < settings.n_iter:
+                save(params, evaluated, False)
         bar.close()
-        best_loss, best_step, params = float(evaluated[0]), int(evaluated[1]), evaluated[2] or params
-        if not run["finished"] and float(best[0]) < best_loss:
-            best_loss, best_step, params = float(best[0]), int(best[1]), best[2]
-        if result is not None and not run["finished"]:
-            final = {"params": params, "best_loss": best_loss, "best_step": best_step, "finished": 1}
-            result.save_checkpoint(flax.serialization.to_bytes(final), settings.n_iter)
+        if not finished:
+            if float(best[0]) < float(evaluated[0]):
+                evaluated = best
+            save(evaluated[2], evaluated, True)
+        best_loss, best_step, params = float(evaluated[0]), int(evaluated[1]), evaluated[2]
         key, sub = jax.random.split(key)
         recorder.record(settings.n_iter + 1, None, params, sub, {"best_loss": best_loss, "best_step": float(best_step)})
         _set_parameters(vstate, params)
