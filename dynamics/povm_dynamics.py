@@ -1084,7 +1084,8 @@ def _make_tdvp_rhs(ctx: _Povm, settings: PovmTDVPSettings, unravel):
         theta_dot, cutoff = solve(S, F, Oc, centred)
         residual = centred - Oc @ theta_dot
         rel = (weights @ residual**2) / jnp.maximum(weights @ centred**2, 1e-300)
-        return theta_dot, rel, cutoff, l1
+        # solved in the promoted precision, returned in the parameters' (NetKet's RK stages store θ̇ in y's dtype)
+        return theta_dot.astype(flat.dtype), rel, cutoff, l1
 
     @jax.jit
     def heldout(flat, theta_dot, key):

@@ -4,6 +4,8 @@ The model is a fully expressive autoregressive table (`TableAR`), so that every 
 4^N outcomes is representable and the tests measure the methods, not the ansatz.
 """
 
+import warnings
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -287,6 +289,22 @@ def test_sampled_modes_run_and_follow_exact():
     losses = [r["loss"] for r in steady.rows[:-1]]
     assert losses[-1] < 0.7 * losses[0]
     assert steady.info["best_step"] >= 40 and 0 < steady.rows[-2]["eval_loss_error"] < steady.rows[-2]["eval_loss"]
+
+
+def test_single_precision_parameters_stay_single_precision_through_the_rk_stages():
+    """float32 parameters: θ̇ is solved in the promoted precision but handed to NetKet's RK stages in float32 (a
+    float64 θ̇ is a scatter with incompatible types, which JAX announces will become an error), and the
+    trajectory still follows the exact one."""
+    system = dissipative_tfi(2, g=1.0)
+    vs = _sampled(2, UP, 2000)
+    vs.parameters = jax.tree_util.tree_map(lambda x: x.astype(jnp.float32), vs.parameters)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        out = evolve_povm_tdvp(system, vs, PovmTDVPSettings(t_end=0.04, dt=0.02, n_save=2, integrator="RK4",
+                                                            n_obs_samples=4000))
+    assert {x.dtype for x in jax.tree_util.tree_leaves(out.state.parameters)} == {jnp.dtype(jnp.float32)}
+    final = out.rows[-1]
+    assert abs(final["sigma_z"] - out.exact["sigma_z"][-1]) < 5 * final["sigma_z_error"] + 1e-3
 
 
 def test_input_validation(qubit, monkeypatch):

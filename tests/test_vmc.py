@@ -60,8 +60,8 @@ def test_resume_after_interruption_gives_same_parameters(tmp_path, chain6):
     assert partial.checkpoint_step == 7  # checkpoints after steps 3 and 7
     assert len(partial.history["step"]) >= 9  # every finished step was kept
     resumed = _run(chain6, tmp_path / "part.h5", 12, mode="resume")
-    a = nk.jax.tree_ravel(full.state.parameters)[0]
-    b = nk.jax.tree_ravel(resumed.state.parameters)[0]
+    a = ravel_pytree(full.state.parameters)[0]
+    b = ravel_pytree(resumed.state.parameters)[0]
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-10)
     hist = results.load(tmp_path / "part.h5").history
     np.testing.assert_array_equal(hist["step"], np.arange(13))  # 12 steps + the final evaluation
