@@ -161,16 +161,16 @@ def test_steady_state_full_sum_three_site_tfi(tmp_path):
 
 
 def test_natural_gradient_relaxation_reaches_the_exact_steady_state_in_few_iterations():
-    """A complete model (TableAR): the fixed point of the POVM-TDVP flow is the exact steady state; 150 natural steps
-    of τ = 0.2 get closer than Adam's 2 000 iterations above."""
-    system = dissipative_tfi(3, V=2.0, g=1.0, gamma=1.0)
-    settings = SteadyStateSettings(optimizer="natural", learning_rate=0.2, schedule="constant", n_iter=150,
-                                   eval_after=100, eval_every=25, pinv_rtol_smooth=1e-10)
-    out = find_steady_state(system, _full_sum(3, UP), settings, progress=False)
+    """A complete model (TableAR) on the 4-site periodic chain (4 bonds, each once): the fixed point of the POVM-TDVP
+    flow is the exact steady state; 100 natural steps of τ = 0.2 reach it to 1e-4."""
+    system = dissipative_tfi(4, V=2.0, g=1.0, gamma=1.0)
+    settings = SteadyStateSettings(optimizer="natural", learning_rate=0.2, schedule="constant", n_iter=100,
+                                   eval_after=60, eval_every=20, pinv_rtol_smooth=1e-10)
+    out = find_steady_state(system, _full_sum(4, UP), settings, progress=False)
     final = out.rows[-1]
     for name in ("sigma_x", "sigma_y", "sigma_z", "zz_nn", "purity"):
-        assert final[name] == pytest.approx(out.exact[name], abs=1e-5), name
-    assert out.info["best_loss"] < 1e-5 and out.rows[0]["loss"] > 0.1
+        assert final[name] == pytest.approx(out.exact[name], abs=1e-4), name
+    assert out.info["best_loss"] < 1e-4 and out.rows[0]["loss"] > 0.1
     with pytest.raises(ValueError, match="optimizer"):
         SteadyStateSettings(optimizer="sgd")
 
