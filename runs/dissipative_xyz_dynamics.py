@@ -10,7 +10,7 @@ Transformer (raster order) in a uniform mixture over 2D snake orderings (`ansatz
     python runs/dissipative_xyz_dynamics.py                                  # 3×3, trapezoid, vs exact
     python runs/dissipative_xyz_dynamics.py --strings snakes                 # String State over 8 snakes
     python runs/dissipative_xyz_dynamics.py --method tdvp --dt 0.005
-    # POVM-TDVP with a String State over the 8 snakes: 3×3 within 1.8e-2 of exact (11 min); 6×6 (≈ 1.7 h, one core)
+    # POVM-TDVP with a String State over the 8 snakes: 3×3 within 1.8–2.5e-2 of exact (two seeds, 10–11 min); 6×6 (≈ 1.7 h, one core)
     python runs/dissipative_xyz_dynamics.py --method tdvp --dt 0.05 --samples 256 --features 8 --strings snakes --dtype float32
     python runs/dissipative_xyz_dynamics.py --L 6 --method tdvp --dt 0.05 --samples 256 --features 8 --strings snakes --dtype float32
     python runs/dissipative_xyz_dynamics.py --quick --out /tmp/dxyz.h5
