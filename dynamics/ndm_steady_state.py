@@ -58,23 +58,18 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import flax.serialization
-import jax
-import jax.numpy as jnp
 import netket as nk
 import numpy as np
 import optax
-from netket.callbacks import AbstractCallback
-from netket.utils import struct
 
 from nqs import exact
 from nqs.exact import MAX_OPEN_SITES
-from nqs.results import ResultFile
+from nqs.run import DriverCallback, NonFiniteError, Run, check_output, resume_driver
+from nqs.schedules import check_schedule, learning_rate_schedule
 from nqs.system import System
-from nqs.vmc import NonFiniteError, learning_rate_schedule, observables_row
+from nqs.vmc import observables_row
 
 METHOD_NAME = "dynamics.ndm_steady_state"
-LR_SCHEDULES = ("constant", "cosine", "exponential")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,12 +119,9 @@ class NDMSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.observables_every < 0:
             raise ValueError(f"observables_every must be >= 0, got {self.observables_every}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        for name in ("learning_rate", "lr_final", "diag_shift"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be finite and positive, got {value}")
+        check_schedule(self.lr_schedule, self.learning_rate, self.lr_final)
+        if not (math.isfinite(self.diag_shift) and self.diag_shift > 0):
+            raise ValueError(f"diag_shift must be finite and positive, got {self.diag_shift}")
 
     def learning_rate_schedule(self) -> optax.Schedule:
         return learning_rate_schedule(self.lr_schedule, self.learning_rate, self.lr_final, self.n_steps)
@@ -245,66 +237,6 @@ class _FullSum:
         return row
 
 
-class _Recorder(AbstractCallback):
-    """One history row per step (cost, learning rate, observables every k steps), checkpoints, finiteness."""
-
-    system: System = struct.field(pytree_node=False, serialize=False)
-    settings: NDMSettings = struct.field(pytree_node=False, serialize=False)
-    result: ResultFile | None = struct.field(pytree_node=False, serialize=False)
-    fullsum: Any = struct.field(pytree_node=False, serialize=False)
-    rows: list = struct.field(pytree_node=False, serialize=False)
-    completed: int = struct.field(pytree_node=False, serialize=False)
-    t0: float = struct.field(pytree_node=False, serialize=False)
-
-    def __init__(self, system, settings, result, fullsum, t0):
-        self.system = system
-        self.settings = settings
-        self.result = result
-        self.fullsum = fullsum
-        self.rows = []
-        self.completed = 0
-        self.t0 = t0
-
-    @property
-    def callback_order(self) -> int:
-        return 100
-
-    def before_parameter_update(self, step, log_data, driver):
-        stats = log_data[driver._loss_name]
-        mean, var = float(np.real(stats.mean)), float(stats.variance)
-        if not (math.isfinite(mean) and math.isfinite(var)):
-            raise NonFiniteError(
-                f"step {step}: the cost <L^dag L> is {mean} with variance {var}; the optimisation diverged. "
-                "Lower the learning rate, raise diag_shift or use more samples."
-            )
-        row = {
-            "step": float(step),
-            "wall_time": time.perf_counter() - self.t0,
-            "ldagl": mean,
-            "ldagl_error": float(stats.error_of_mean),
-            "ldagl_variance": var,
-            "ldagl_r_hat": float(getattr(stats, "R_hat", np.nan)),
-            "learning_rate": float(self.settings.learning_rate_schedule()(step)),
-        }
-        every = self.settings.observables_every
-        if every and step % every == 0:
-            row.update(observables_row(driver.state, self.system.observables))
-            if self.fullsum is not None:
-                row.update(self.fullsum(driver.state))
-        self.rows.append(row)
-        if self.result is not None:
-            self.result.append(row)
-
-    def on_step_end(self, step, log_data, driver):
-        leaves = jax.tree_util.tree_leaves(driver.state.parameters)
-        if not all(bool(jnp.all(jnp.isfinite(x))) for x in leaves):
-            raise NonFiniteError(f"step {step}: the parameters became NaN or infinite; lower the learning rate")
-        self.completed = step + 1
-        last = step + 1 == driver._target_step
-        if self.result is not None and ((step + 1) % self.settings.checkpoint_every == 0 or last):
-            self.result.save_checkpoint(flax.serialization.to_bytes(driver), step)
-
-
 # -- the method -------------------------------------------------------------------------------------
 def find_ndm_steady_state(
     system: System,
@@ -336,65 +268,74 @@ def find_ndm_steady_state(
     """
     settings = settings or NDMSettings()
     t_start = time.perf_counter()
+    check_output(out, mode, "steady_state")
     lind = liouvillian(system)  # validates the system
     vstate = make_mixed_state(lind, settings, seed=seed)
-    driver = nk.driver.SteadyState(
-        lind,
-        optax.sgd(settings.learning_rate_schedule()),
-        variational_state=vstate,
-        preconditioner=nk.optimizer.SR(diag_shift=settings.diag_shift),
-    )
-    if exact_reference is None:
-        exact_reference = system.n_sites <= MAX_OPEN_SITES
-    rho_exact, reference = None, {}
-    if exact_reference:
-        rho_exact, values = exact.steady_state(system)
-        reference = {name: values[name] for name in system.observables if name in values}
-        reference["purity"] = exact.purity(rho_exact)
-    fullsum = _FullSum(system, rho_exact) if system.n_sites <= settings.full_sum_max_sites else None
-
-    result = None
-    if out is not None:
-        result = ResultFile(
-            out, mode, kind="steady_state", config=dict(config or {}), seed=seed, system=system,
-            ansatz={"name": "netket.models.NDM", "alpha": settings.alpha, "beta": settings.beta,
-                    "n_parameters": int(vstate.n_parameters)},
-            method={"name": METHOD_NAME, **dataclasses.asdict(settings), "sampler": "MetropolisLocal",
-                    "optimizer": "sgd", "preconditioner": "SR", "liouvillian": "netket.operator.LocalLiouvillian"},
-        )
-    try:
-        if result is not None:
-            result.write_exact_values(reference)
-            checkpoint = result.load_checkpoint()
-            if checkpoint is not None:
-                blob, last_step = checkpoint
-                driver = flax.serialization.from_bytes(driver, blob)
-                driver._step_count = last_step + 1
-                vstate = driver.state
-        recorder = _Recorder(system, settings, result, fullsum, t_start)
+    driver = nk.driver.SteadyState(lind, optax.sgd(settings.learning_rate_schedule()), variational_state=vstate,
+                                   preconditioner=nk.optimizer.SR(diag_shift=settings.diag_shift))
+    ansatz = {"name": "netket.models.NDM", "alpha": settings.alpha, "beta": settings.beta,
+              "n_parameters": int(vstate.n_parameters)}
+    method = {"name": METHOD_NAME, **dataclasses.asdict(settings), "sampler": "MetropolisLocal", "optimizer": "sgd",
+              "preconditioner": "SR", "liouvillian": "netket.operator.LocalLiouvillian"}
+    with Run(out, mode, kind="steady_state", system=system, ansatz=ansatz, method=method, config=config,
+             seed=seed) as run:
+        driver = resume_driver(run, driver)
+        if exact_reference is None:
+            exact_reference = system.n_sites <= MAX_OPEN_SITES
+        rho_exact, reference = _exact_reference(system) if exact_reference else (None, {})
+        run.write_exact(reference)
+        fullsum = _FullSum(system, rho_exact) if system.n_sites <= settings.full_sum_max_sites else None
+        recorder = DriverCallback(run, loss="ldagl", n_steps=settings.n_steps,
+                                  checkpoint_every=settings.checkpoint_every, extra_row=_extra_row(system, settings,
+                                                                                                   fullsum),
+                                  hint="Lower the learning rate, raise diag_shift or use more samples.")
         remaining = settings.n_steps - driver.step_count
         if remaining > 0:
             driver.run(remaining, callback=recorder, show_progress=progress)
-        vstate = driver.state
-        steps = max(driver.step_count, recorder.completed)
-        vstate.n_samples_diag = settings.n_samples_diag_final
-        observables = {}
-        row = {"step": float(steps), "wall_time": time.perf_counter() - t_start}
-        for name, op in system.observables.items():
-            stats = vstate.expect(op)
-            observables[name] = (float(np.real(stats.mean)), float(stats.error_of_mean))
-            row[name], row[f"{name}_error"] = observables[name]
-        full = fullsum(vstate) if fullsum is not None else {}
-        row.update(full)
-        if not all(math.isfinite(v) for v in row.values()):
-            raise NonFiniteError(f"the final observables are not finite: {row}")
-        vstate.n_samples_diag = settings.n_samples_diag
-        recorder.rows.append(row)
-        if result is not None:
-            result.append(row)
-    finally:
-        if result is not None:
-            result.close()
-    ldagl = driver._loss_stats if remaining > 0 else None
-    return NDMOutcome(vstate, ldagl, observables, full, dict(reference), recorder.rows, steps,
+        vstate, steps = driver.state, max(driver.step_count, recorder.completed)
+        observables, full = _final_row(run, system, settings, vstate, fullsum, steps)
+    ldagl = driver.ldagl if remaining > 0 else None
+    return NDMOutcome(vstate, ldagl, observables, full, dict(reference), run.rows, steps,
                       time.perf_counter() - t_start)
+
+
+def _exact_reference(system: System) -> tuple[np.ndarray, dict[str, float]]:
+    """The QuTiP steady state and its observables and purity."""
+    rho_exact, values = exact.steady_state(system)
+    reference = {name: values[name] for name in system.observables if name in values}
+    reference["purity"] = exact.purity(rho_exact)
+    return rho_exact, reference
+
+
+def _extra_row(system: System, settings: NDMSettings, fullsum: _FullSum | None):
+    """The learning rate of every row; every `observables_every` steps the observables (and the exact values of
+    the variational ρ)."""
+    schedule = settings.learning_rate_schedule()
+
+    def extra(step, driver) -> dict[str, float]:
+        row = {"learning_rate": float(schedule(step))}
+        every = settings.observables_every
+        if every and step % every == 0:
+            row.update(observables_row(driver.state, system.observables))
+            if fullsum is not None:
+                row.update(fullsum(driver.state))
+        return row
+    return extra
+
+
+def _final_row(run: Run, system: System, settings: NDMSettings, vstate, fullsum, steps: int):
+    """The final evaluation with `n_samples_diag_final` diagonal samples, appended as the last row."""
+    vstate.n_samples_diag = settings.n_samples_diag_final
+    observables = {}
+    row = {"step": float(steps)}
+    for name, op in system.observables.items():
+        stats = vstate.expect(op)
+        observables[name] = (float(np.real(stats.mean)), float(stats.error_of_mean))
+        row[name], row[f"{name}_error"] = observables[name]
+    full = fullsum(vstate) if fullsum is not None else {}
+    row.update(full)
+    if not all(math.isfinite(v) for v in row.values()):
+        raise NonFiniteError(f"the final observables are not finite: {row}")
+    vstate.n_samples_diag = settings.n_samples_diag
+    run.append(row)
+    return observables, full

@@ -54,10 +54,12 @@ from jax.experimental import sparse as jsparse
 from tqdm.auto import tqdm
 
 from nqs import exact as exact_module
-from nqs.results import ResultFile, describe_ansatz
+from nqs.recipes import describe_ansatz
+from nqs.run import NonFiniteError, Run, check_finite_parameters, check_output
+from nqs.schedules import check_schedule, learning_rate_schedule
 from nqs.symmetry import SymmetrySector
 from nqs.system import System
-from nqs.vmc import NonFiniteError, check_model_matches, learning_rate_schedule
+from nqs.vmc import check_model_matches
 
 MAX_SECTOR_STATES = 2**20
 
@@ -69,7 +71,7 @@ class ProjectedSettings:
     Attributes:
         n_steps: maximum number of steps.
         learning_rate: η (the imaginary-time step when the tangent space spans the projected sector).
-        lr_schedule: "constant", "cosine" or "exponential" to `lr_final` at `n_steps` (`nqs.vmc.learning_rate_schedule`).
+        lr_schedule: "constant", "cosine" or "exponential" to `lr_final` at `n_steps` (`nqs.schedules`).
         lr_final: final learning rate of the schedules.
         diag_shift: λ, relative to the mean diagonal of X̃ X̃ᵀ.
         chunk_size: configurations per batch of the per-configuration Jacobian (memory: chunk × parameters).
@@ -91,12 +93,9 @@ class ProjectedSettings:
     def __post_init__(self):
         if self.n_steps < 0 or self.chunk_size < 1 or self.checkpoint_every < 1 or self.observables_every < 1:
             raise ValueError("n_steps must be >= 0 and chunk_size, checkpoint_every, observables_every >= 1")
-        if self.lr_schedule not in ("constant", "cosine", "exponential"):
-            raise ValueError(f"lr_schedule must be 'constant', 'cosine' or 'exponential', got {self.lr_schedule!r}")
-        for name in ("learning_rate", "diag_shift"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be finite and positive, got {value}")
+        check_schedule(self.lr_schedule, self.learning_rate, self.lr_final)
+        if not (math.isfinite(self.diag_shift) and self.diag_shift > 0):
+            raise ValueError(f"diag_shift must be finite and positive, got {self.diag_shift}")
 
 
 @dataclasses.dataclass
@@ -269,102 +268,34 @@ def projected_ground_state(
     """
     settings = settings or ProjectedSettings()
     t_start = time.perf_counter()
-    if system.is_open:
-        raise ValueError("projected_ground_state is for closed systems")
-    check_model_matches(system, model)
-    n_states = exact_module.sector_dimension(system)
-    if n_states > MAX_SECTOR_STATES:
-        raise ValueError(f"the sector has {n_states} configurations; the full-sum projected search handles at most "
-                         f"{MAX_SECTOR_STATES}: use nqs.vmc.ground_state with a sampled ansatz")
-    sector = SymmetrySector.build(system.sector_states(), permutations, spin_flip=spin_flip, characters=characters)
-    hamiltonian_matrix = exact_module.sector_matrix(system.hamiltonian, sector.states)
-    _check_commutes(sector, hamiltonian_matrix, seed)
-
-    variables = model.init(jax.random.PRNGKey(seed), jnp.asarray(sector.states[:2]))
-    model_state, params = flax.core.pop(flax.core.unfreeze(variables), "params")
-    if initial_parameters is not None:
-        params = initial_parameters(params)
-    real_params, restore = nk.jax.tree_to_real(params)
-    orbits = OrbitSums(hamiltonian_matrix, model, sector, settings.chunk_size, model_state, real_params, restore)
-    flat, unravel = jax.flatten_util.ravel_pytree(real_params)
-    schedule = learning_rate_schedule(settings.lr_schedule, settings.learning_rate, settings.lr_final,
-                                      settings.n_steps)
-
-    reference = exact_module.ground_state(system) if exact else None
-    ground_vector = None
-    if reference is not None:
-        ground_vector = reference.state[np.asarray(system.hilbert.states_to_numbers(sector.states))]
-
-    def fidelity(psi_all) -> float | None:
-        if ground_vector is None:
-            return None
-        psi = np.asarray(psi_all)
-        return float(abs(np.vdot(ground_vector, psi)) ** 2 / np.vdot(psi, psi).real)
-
-    result = None
-    if out is not None:
-        ansatz = describe_ansatz(_Described(model, flat.size))
-        ansatz["projection"] = {"group_order": sector.group_order, "spin_flip": spin_flip,
-                                "characters": "trivial" if characters is None else np.asarray(characters).tolist(),
-                                "n_orbits": sector.n_orbits}
-        result = ResultFile(out, mode, kind="ground_state", config=dict(config or {}), seed=seed, system=system,
-                            ansatz=ansatz, method={"name": "nqs.projected_vmc.projected_ground_state",
-                                                   **dataclasses.asdict(settings)})
-    stop_reason, step = "n_steps", 0
-    t0 = time.perf_counter()
-    try:
-        if result is not None:
-            if reference is not None:
-                result.write_exact_values({"energy": reference.energy, "fidelity": 1.0, **reference.observables})
-            checkpoint = result.load_checkpoint()
-            if checkpoint is not None:
-                blob, last = checkpoint
-                flat = flax.serialization.from_bytes(flat, blob)
-                step = last + 1
-        bar = tqdm(total=settings.n_steps, initial=step, disable=not progress, desc="projected VMC")
-        while step < settings.n_steps:
-            amplitudes, (psi_r, psi_all, weights, local, energy, variance) = orbits.evaluate(unravel(flat))
-            e, var = complex(energy), float(variance)
-            if not (math.isfinite(e.real) and math.isfinite(var)):
-                raise NonFiniteError(f"step {step}: the energy is {e.real} with variance {var}; lower the "
-                                     "learning rate or raise diag_shift, and resume from the last checkpoint")
-            row = {"step": float(step), "wall_time": time.perf_counter() - t0, "energy": e.real,
-                   "energy_error": 0.0, "energy_variance": var, "energy_imag": e.imag}
-            if step % settings.observables_every == 0:
-                row.update(_observables_row(system, sector, psi_all, fidelity))
-            if result is not None:
-                result.append(row)
-            if (settings.energy_tol is not None and reference is not None
-                    and abs(e.real - reference.energy) / abs(reference.energy) < settings.energy_tol):
-                stop_reason = "energy_tol"
-                break
-            log_derivatives = orbits.orbit_log_derivatives(unravel(flat), amplitudes, psi_r)
-            delta, _ = orbits.natural_gradient(log_derivatives, weights, local, energy, settings.diag_shift)
-            flat = flat - schedule(step) * delta
-            if not bool(jnp.all(jnp.isfinite(flat))):
-                raise NonFiniteError(f"step {step}: the parameters became NaN or infinite after the update; "
-                                     "lower the learning rate or raise diag_shift")
-            if result is not None and ((step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.n_steps):
-                result.save_checkpoint(flax.serialization.to_bytes(flat), step)
-            bar.update(1)
-            bar.set_postfix(energy=f"{e.real:.6f}")
-            step += 1
-        bar.close()
-        amplitudes, (psi_r, psi_all, weights, local, energy, variance) = orbits.evaluate(unravel(flat))
-        final = _observables_row(system, sector, psi_all, fidelity)
+    check_output(out, mode, "ground_state")
+    search = _Search.build(system, model, permutations, settings, characters, spin_flip, seed, initial_parameters)
+    ansatz = describe_ansatz(_Described(model, search.flat.size), system=system)
+    ansatz["projection"] = {"group_order": search.sector.group_order, "spin_flip": spin_flip,
+                            "characters": "trivial" if characters is None else np.asarray(characters).tolist(),
+                            "n_orbits": search.sector.n_orbits}
+    method = {"name": "nqs.projected_vmc.projected_ground_state", **dataclasses.asdict(settings)}
+    with Run(out, mode, kind="ground_state", system=system, ansatz=ansatz, method=method, config=config,
+             seed=seed) as run:
+        checkpoint = run.restore(search.parameters(search.flat), model_state=search.model_state)
+        flat, step = (search.flat, 0) if checkpoint is None else (search.flatten(checkpoint.params), checkpoint.step + 1)
+        reference = exact_module.ground_state(system) if exact else None
+        if reference is not None:
+            run.write_exact({"energy": reference.energy, "fidelity": 1.0, **reference.observables})
+        fidelity = _fidelity_to(None if reference is None else reference.state[
+            np.asarray(system.hilbert.states_to_numbers(search.sector.states))])
+        flat, step, stop_reason = _descend(run, search, flat, step, reference, fidelity, progress)
+        amplitudes, (psi_r, psi_all, weights, local, energy, variance) = search.orbits.evaluate(search.unravel(flat))
+        final = _observables_row(system, search.sector, psi_all, fidelity)
         energy_value = float(jnp.real(energy))
-        if result is not None:
-            result.append({"step": float(step), "wall_time": time.perf_counter() - t0, "energy": energy_value,
-                           "energy_error": 0.0, "energy_variance": float(variance), **final})
-    finally:
-        if result is not None:
-            result.close()
+        run.append({"step": float(step), "energy": energy_value, "energy_error": 0.0,
+                    "energy_variance": float(variance), **final})
     psi = np.asarray(psi_all)
     exact_energy = None if reference is None else reference.energy
     return ProjectedOutcome(
-        parameters=restore(unravel(flat)),
+        parameters=search.parameters(flat),
         amplitudes=psi / np.linalg.norm(psi),
-        sector=sector,
+        sector=search.sector,
         energy=energy_value,
         energy_variance=float(variance),
         observables={k: v for k, v in final.items() if not k.endswith("_error") and k != "fidelity"},
@@ -375,6 +306,97 @@ def projected_ground_state(
         stop_reason=stop_reason,
         wall_time=time.perf_counter() - t_start,
     )
+
+
+@dataclasses.dataclass
+class _Search:
+    """The pieces of one projected search: sector, orbit sums, settings and the real flat parameters θ with the maps
+    to and from the model's parameter tree."""
+
+    system: System
+    sector: SymmetrySector
+    orbits: OrbitSums
+    settings: ProjectedSettings
+    flat: jax.Array
+    unravel: Callable
+    restore: Callable
+    model_state: dict
+
+    @classmethod
+    def build(cls, system, model, permutations, settings, characters, spin_flip, seed, initial_parameters) -> _Search:
+        if system.is_open:
+            raise ValueError("projected_ground_state is for closed systems")
+        check_model_matches(system, model)
+        n_states = exact_module.sector_dimension(system)
+        if n_states > MAX_SECTOR_STATES:
+            raise ValueError(f"the sector has {n_states} configurations; the full-sum projected search handles at "
+                             f"most {MAX_SECTOR_STATES}: use nqs.vmc.ground_state with a sampled ansatz")
+        sector = SymmetrySector.build(system.sector_states(), permutations, spin_flip=spin_flip,
+                                      characters=characters)
+        hamiltonian_matrix = exact_module.sector_matrix(system.hamiltonian, sector.states)
+        _check_commutes(sector, hamiltonian_matrix, seed)
+        variables = model.init(jax.random.PRNGKey(seed), jnp.asarray(sector.states[:2]))
+        model_state, params = flax.core.pop(flax.core.unfreeze(variables), "params")
+        if initial_parameters is not None:
+            params = initial_parameters(params)
+        real_params, restore = nk.jax.tree_to_real(params)
+        orbits = OrbitSums(hamiltonian_matrix, model, sector, settings.chunk_size, model_state, real_params, restore)
+        flat, unravel = jax.flatten_util.ravel_pytree(real_params)
+        return cls(system, sector, orbits, settings, flat, unravel, restore, dict(model_state))
+
+    def parameters(self, flat: jax.Array) -> Any:
+        """The model's parameter tree of the flat real parameters."""
+        return self.restore(self.unravel(flat))
+
+    def flatten(self, params: Any) -> jax.Array:
+        """The flat real parameters of a parameter tree."""
+        return jax.flatten_util.ravel_pytree(nk.jax.tree_to_real(params)[0])[0]
+
+
+def _fidelity_to(ground_vector: np.ndarray | None) -> Callable[[Any], float | None]:
+    """|⟨ψ_0|ψ_G⟩|²/⟨ψ_G|ψ_G⟩ with the ED ground state on the sector's configurations (None without one)."""
+    def fidelity(psi_all) -> float | None:
+        if ground_vector is None:
+            return None
+        psi = np.asarray(psi_all)
+        return float(abs(np.vdot(ground_vector, psi)) ** 2 / np.vdot(psi, psi).real)
+    return fidelity
+
+
+def _descend(run: Run, search: _Search, flat, step: int, reference, fidelity, progress: bool):
+    """The natural-gradient steps from `step` to `settings.n_steps` (or the energy tolerance): a history row per
+    step, a checkpoint every `checkpoint_every` steps. Returns (θ, steps done, stop reason)."""
+    settings, orbits, unravel = search.settings, search.orbits, search.unravel
+    schedule = learning_rate_schedule(settings.lr_schedule, settings.learning_rate, settings.lr_final,
+                                      settings.n_steps)
+    bar = tqdm(total=settings.n_steps, initial=step, disable=not progress, desc="projected VMC")
+    stop_reason = "n_steps"
+    while step < settings.n_steps:
+        amplitudes, (psi_r, psi_all, weights, local, energy, variance) = orbits.evaluate(unravel(flat))
+        e, var = complex(energy), float(variance)
+        if not (math.isfinite(e.real) and math.isfinite(var)):
+            raise NonFiniteError(f"step {step}: the energy is {e.real} with variance {var}; lower the "
+                                 "learning rate or raise diag_shift, and resume from the last checkpoint")
+        row = {"step": float(step), "energy": e.real, "energy_error": 0.0, "energy_variance": var,
+               "energy_imag": e.imag}
+        if step % settings.observables_every == 0:
+            row.update(_observables_row(search.system, search.sector, psi_all, fidelity))
+        run.append(row)
+        if (settings.energy_tol is not None and reference is not None
+                and abs(e.real - reference.energy) / abs(reference.energy) < settings.energy_tol):
+            stop_reason = "energy_tol"
+            break
+        log_derivatives = orbits.orbit_log_derivatives(unravel(flat), amplitudes, psi_r)
+        delta, _ = orbits.natural_gradient(log_derivatives, weights, local, energy, settings.diag_shift)
+        flat = flat - schedule(step) * delta
+        check_finite_parameters(flat, f"step {step}", "Lower the learning rate or raise diag_shift.")
+        if (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.n_steps:
+            run.checkpoint(step, search.parameters(flat), model_state=search.model_state)
+        bar.update(1)
+        bar.set_postfix(energy=f"{e.real:.6f}")
+        step += 1
+    bar.close()
+    return flat, step, stop_reason
 
 
 @dataclasses.dataclass

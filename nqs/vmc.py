@@ -25,36 +25,16 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import flax.serialization
 import jax
-import jax.numpy as jnp
 import netket as nk
 import numpy as np
 import optax
-from netket.callbacks import AbstractCallback, StopRun
-from netket.utils import struct
 
 from nqs import exact as exact_module
-from nqs.results import ResultFile, describe_ansatz
+from nqs.recipes import describe_ansatz
+from nqs.run import DriverCallback, NonFiniteError, Run, check_output, resume_driver
+from nqs.schedules import check_schedule, learning_rate_schedule
 from nqs.system import System
-
-
-class NonFiniteError(FloatingPointError):
-    """Raised when the energy, its variance or the parameters become NaN or infinite."""
-
-
-class _Converged(StopRun):
-    """A stop criterion was met."""
-
-
-def learning_rate_schedule(kind: str, initial: float, final: float, n_steps: int) -> optax.Schedule:
-    """"constant" (η), "cosine" (η → `final` over n_steps) or "exponential" (η (final/η)^{k/n_steps})."""
-    steps = max(n_steps, 1)
-    if kind == "cosine":
-        return optax.cosine_decay_schedule(initial, steps, alpha=final / initial)
-    if kind == "exponential":
-        return optax.exponential_decay(initial, steps, final / initial)
-    return optax.constant_schedule(initial)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,14 +88,13 @@ class VMCSettings:
             raise ValueError(f"n_steps and n_samples must be >= 0, got {self.n_steps}, {self.n_samples}")
         if self.n_samples == 0 and self.solver == "minsr":
             raise ValueError("solver='minsr' works in sample space: use solver='sr' with n_samples=0 (full sum)")
-        if self.lr_schedule not in ("constant", "cosine", "exponential"):
-            raise ValueError(f"lr_schedule must be 'constant', 'cosine' or 'exponential', got {self.lr_schedule!r}")
+        check_schedule(self.lr_schedule, self.learning_rate, self.lr_final)
+        if self.lr_schedule == "step":
+            raise ValueError("lr_schedule must be 'constant', 'cosine' or 'exponential'")
         if self.solver not in ("sr", "minsr"):
             raise ValueError(f"solver must be 'sr' or 'minsr', got {self.solver!r}")
-        for name in ("learning_rate", "diag_shift"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be finite and positive, got {value}")
+        if not (math.isfinite(self.diag_shift) and self.diag_shift > 0):
+            raise ValueError(f"diag_shift must be finite and positive, got {self.diag_shift}")
 
     def learning_rate_schedule(self) -> optax.Schedule:
         return learning_rate_schedule(self.lr_schedule, self.learning_rate, self.lr_final, self.n_steps)
@@ -223,11 +202,6 @@ def _make_driver(system: System, vstate, settings: VMCSettings):
     )
 
 
-def _all_finite(tree) -> bool:
-    leaves = jax.tree_util.tree_leaves(tree)
-    return bool(all(jnp.all(jnp.isfinite(leaf)) for leaf in leaves))
-
-
 def _stats_row(prefix: str, stats) -> dict[str, float]:
     return {
         prefix: float(np.real(stats.mean)),
@@ -246,76 +220,33 @@ def observables_row(vstate, observables: Mapping[str, Any]) -> dict[str, float]:
     return row
 
 
-class _RecordAndStop(AbstractCallback):
-    """Writes one history row per step, checkpoints, checks finiteness and stop criteria."""
+_HINT = ("Lower the learning rate, raise diag_shift or use more samples; restart from the last checkpoint "
+         "with mode='resume'.")
 
-    system: System = struct.field(pytree_node=False, serialize=False)
-    settings: VMCSettings = struct.field(pytree_node=False, serialize=False)
-    result: ResultFile | None = struct.field(pytree_node=False, serialize=False)
-    target: float | None = struct.field(pytree_node=False, serialize=False)
-    user_callbacks: tuple = struct.field(pytree_node=False, serialize=False)
-    stop_reason: str = struct.field(pytree_node=False, serialize=False)
-    completed: int = struct.field(pytree_node=False, serialize=False)
-    t0: float = struct.field(pytree_node=False, serialize=False)
 
-    def __init__(self, system, settings, result: ResultFile | None, target: float | None, user_callbacks):
-        self.system = system
-        self.settings = settings
-        self.result = result
-        self.target = target
-        self.user_callbacks = tuple(user_callbacks)
-        self.stop_reason = "n_steps"
-        self.completed = 0
-        self.t0 = time.perf_counter()
+def _stop_rule(settings: VMCSettings, target: float | None, callbacks: tuple, driver: Any):
+    """stop(step, row): the reason to stop after this row ("energy_tol", "variance_tol", "callback") or None."""
+    def stop(step: int, row: Mapping[str, float]) -> str | None:
+        reason = None
+        for callback in callbacks:
+            if callback(step, dict(row), driver) is False:
+                reason = "callback"
+        energy, variance = row["energy"], row["energy_variance"]
+        if (settings.energy_tol is not None and target is not None
+                and abs(energy - target) / abs(target) < settings.energy_tol):
+            reason = "energy_tol"
+        if settings.variance_tol is not None and variance / max(energy**2, 1e-300) < settings.variance_tol:
+            reason = "variance_tol"
+        return reason
+    return stop
 
-    @property
-    def callback_order(self) -> int:
-        return 100  # after loggers: this callback may stop the run
 
-    def before_parameter_update(self, step, log_data, driver):
-        stats = log_data[driver._loss_name]
-        mean, var = complex(stats.mean), float(stats.variance)
-        if not (math.isfinite(mean.real) and math.isfinite(var)):
-            raise NonFiniteError(
-                f"step {step}: the energy estimate is {mean.real} with variance {var}; the optimisation diverged. "
-                "Lower the learning rate, raise diag_shift or use more samples; restart from the last checkpoint "
-                "with mode='resume'."
-            )
-        row = {"step": float(step), "wall_time": time.perf_counter() - self.t0}
-        row.update(_stats_row("energy", stats))
-        row["energy_imag"] = mean.imag
-        row["energy_r_hat"] = float(getattr(stats, "R_hat", np.nan))
-        every = self.settings.observables_every
-        if every and step % every == 0:
-            row.update(observables_row(driver.state, self.system.observables))
-        if self.result is not None:
-            self.result.append(row)
-        for cb in self.user_callbacks:
-            if cb(step, row, driver) is False:
-                self.stop_reason = "callback"
-        self._check_stop(step, mean.real, var)
-
-    def _check_stop(self, step, energy, variance):
-        s = self.settings
-        if (s.energy_tol is not None and self.target is not None
-                and abs(energy - self.target) / abs(self.target) < s.energy_tol):
-            self.stop_reason = "energy_tol"
-        if s.variance_tol is not None and variance / max(energy**2, 1e-300) < s.variance_tol:
-            self.stop_reason = "variance_tol"
-
-    def on_step_end(self, step, log_data, driver):
-        if not _all_finite(driver.state.parameters):
-            raise NonFiniteError(
-                f"step {step}: the parameters became NaN or infinite after the update. "
-                "Lower the learning rate or raise diag_shift."
-            )
-        self.completed = step + 1
-        last = step + 1 == driver._target_step
-        stop = self.stop_reason != "n_steps"
-        if self.result is not None and ((step + 1) % self.settings.checkpoint_every == 0 or last or stop):
-            self.result.save_checkpoint(flax.serialization.to_bytes(driver), step)
-        if stop:
-            raise _Converged(f"{self.stop_reason} reached at step {step}")
+def _reference(system: System, exact: bool | None, reference_energy: float | None):
+    """(ED ground state or None, the known energy: ED's, else `reference_energy`)."""
+    if exact is None:
+        exact = exact_module.sector_dimension(system) <= 2**20
+    reference = exact_module.ground_state(system) if exact else None
+    return reference, (reference.energy if reference is not None else reference_energy)
 
 
 def ground_state(
@@ -352,62 +283,38 @@ def ground_state(
         callbacks: functions `f(step, row, driver)` called after each step; returning False stops the run.
         progress: show NetKet's progress bar.
         initial_parameters: maps the freshly initialised parameters to the starting ones, e.g. a transfer of
-            a trained model (`nqs.scripting.initial_parameters`); a resumed run starts from its checkpoint.
+            a trained model (`ansatze.transfer.transfer_parameters`); a resumed run starts from its checkpoint.
     """
     settings = settings or VMCSettings()
     t_start = time.perf_counter()
+    check_output(out, mode, "ground_state")
     vstate = make_state(system, model, n_samples=settings.n_samples, seed=seed, chunk_size=settings.chunk_size)
     if initial_parameters is not None:
         vstate.parameters = initial_parameters(vstate.parameters)
     driver = _make_driver(system, vstate, settings)
-
-    if exact is None:
-        exact = exact_module.sector_dimension(system) <= 2**20
-    reference = exact_module.ground_state(system) if exact else None
-    known_energy = reference.energy if reference is not None else reference_energy
-    if target_energy is None:
-        target_energy = known_energy
-
-    result = None
-    if out is not None:
-        result = ResultFile(
-            out,
-            mode,
-            kind="ground_state",
-            config=dict(config or {}),
-            seed=seed,
-            system=system,
-            ansatz=describe_ansatz(vstate),
-            method={"name": "nqs.vmc.ground_state", **dataclasses.asdict(settings)},
+    method = {"name": "nqs.vmc.ground_state", **dataclasses.asdict(settings)}
+    with Run(out, mode, kind="ground_state", system=system, ansatz=describe_ansatz(vstate, system=system),
+             method=method, config=config, seed=seed) as run:
+        driver = resume_driver(run, driver)
+        reference, known_energy = _reference(system, exact, reference_energy)
+        run.write_exact({**({} if known_energy is None else {"energy": known_energy}),
+                         **({} if reference is None else reference.observables)})
+        every = settings.observables_every
+        recorder = DriverCallback(
+            run, loss="energy", n_steps=settings.n_steps, checkpoint_every=settings.checkpoint_every, hint=_HINT,
+            extra_row=lambda step, drv: observables_row(drv.state, system.observables) if every and step % every == 0
+            else {},
+            stop=_stop_rule(settings, known_energy if target_energy is None else target_energy, tuple(callbacks),
+                            driver),
         )
-    try:
-        if result is not None:
-            if known_energy is not None:
-                result.write_exact("energy", known_energy)
-            if reference is not None:
-                result.write_exact_values(reference.observables)
-            checkpoint = result.load_checkpoint()
-            if checkpoint is not None:
-                blob, last_step = checkpoint
-                driver = flax.serialization.from_bytes(driver, blob)
-                driver._step_count = last_step + 1
-        recorder = _RecordAndStop(system, settings, result, target_energy, callbacks)
         remaining = settings.n_steps - driver.step_count
         if remaining > 0:
             driver.run(remaining, callback=recorder, show_progress=progress)
-            # a stop raised after the last update leaves NetKet's counter one short of the finished steps
-            driver._step_count = max(driver.step_count, recorder.completed)
-        vstate = driver.state
-        outcome = _final_evaluation(system, vstate, settings, known_energy, driver.step_count, recorder.stop_reason)
-        if result is not None:
-            row = {"step": float(driver.step_count), "wall_time": time.perf_counter() - recorder.t0}
-            row.update(_stats_row("energy", outcome.energy))
-            for name, (mean, err) in outcome.observables.items():
-                row[name], row[f"{name}_error"] = mean, err
-            result.append(row)
-    finally:
-        if result is not None:
-            result.close()
+        steps = max(driver.step_count, recorder.completed)  # a stop after the last update leaves the counter short
+        outcome = _final_evaluation(system, driver.state, settings, known_energy, steps, recorder.stop_reason)
+        run.append({"step": float(steps), **_stats_row("energy", outcome.energy),
+                    **{k: v for name, (mean, err) in outcome.observables.items()
+                       for k, v in ((name, mean), (f"{name}_error", err))}})
     outcome.wall_time = time.perf_counter() - t_start
     return outcome
 

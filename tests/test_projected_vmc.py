@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import flax
-import h5py
 import jax
 import jax.numpy as jnp
 import netket as nk
@@ -133,12 +131,14 @@ def test_bad_input_is_refused(small_transformer, monkeypatch):
         ProjectedSettings(learning_rate=float("nan"))
 
 
-def test_checkpoint_holds_the_flat_parameters(small_transformer, tmp_path):
-    """The checkpoint is the flat real parameter vector (msgpack), readable without the model."""
+def test_checkpoint_holds_the_parameter_tree(small_transformer, tmp_path):
+    """The checkpoint holds the model's parameter tree at /checkpoint/params, as for every method, so
+    `results.load_parameters` returns it (it returned a flat vector before the run layer)."""
     path = str(tmp_path / "c.h5")
     out = projected_ground_state(J1J2, small_transformer, SPACE, dataclasses.replace(SETTINGS, n_steps=3),
                                  spin_flip=1, out=path, exact=False, progress=False)
-    with h5py.File(path, "r") as file:
-        blob, step = file["checkpoint/state"][()].tobytes(), int(file["checkpoint"].attrs["step"])
-    flat = flax.serialization.msgpack_restore(blob)
-    assert step == 2 and flat.size == sum(p.size for p in jax.tree_util.tree_leaves(out.parameters))
+    assert results.load(path).checkpoint_step == 2
+    loaded = results.load_parameters(path)
+    pairs = zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(out.parameters), strict=True)
+    assert jax.tree_util.tree_structure(loaded) == jax.tree_util.tree_structure(out.parameters)
+    assert all(np.array_equal(a, b) for a, b in pairs)

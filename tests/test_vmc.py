@@ -13,6 +13,7 @@ from jax.flatten_util import ravel_pytree
 from ansatze import ARTransformer
 from hamiltonians import heisenberg, tfim
 from nqs import results
+from nqs.result_file import ResultFile, ResultFileError
 from nqs.vmc import NonFiniteError, VMCSettings, ground_state
 
 
@@ -183,9 +184,9 @@ def test_a_run_starts_from_the_parameters_of_a_result_file(tmp_path, chain6):
                  out=str(tmp_path / "b.h5"), progress=False, initial_parameters=lambda fresh: loaded)
     start = results.load(tmp_path / "b.h5").history["energy"][0]
     assert start == pytest.approx(float(first.energy.mean.real), rel=1e-10)
-    with results.ResultFile(tmp_path / "empty.h5", kind="ground_state", config={}, seed=0):
+    with ResultFile(tmp_path / "empty.h5", kind="ground_state", config={}, seed=0):
         pass
-    with pytest.raises(results.ResultFileError, match="no checkpoint"):
+    with pytest.raises(ResultFileError, match="no checkpoint"):
         results.load_parameters(tmp_path / "empty.h5")
 
 
