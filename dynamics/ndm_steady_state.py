@@ -64,7 +64,7 @@ import optax
 
 from nqs import exact
 from nqs.exact import MAX_OPEN_SITES
-from nqs.run import DriverCallback, NonFiniteError, Run, check_output, resume_driver
+from nqs.run import DriverCallback, NonFiniteError, Rows, Run, check_output, resume_driver
 from nqs.schedules import check_schedule, learning_rate_schedule
 from nqs.system import System
 from nqs.vmc import observables_row
@@ -128,7 +128,7 @@ class NDMSettings:
 
 
 @dataclasses.dataclass
-class NDMOutcome:
+class NDMOutcome(Rows):
     """A finished NDM steady-state search.
 
     Attributes:
@@ -150,10 +150,6 @@ class NDMOutcome:
     rows: list[dict[str, float]]
     steps: int
     wall_time: float
-
-    def series(self, name: str) -> np.ndarray:
-        """Column `name` over the rows (NaN where missing)."""
-        return np.array([r.get(name, np.nan) for r in self.rows])
 
     def max_abs_error(self, names=None) -> float | None:
         """max |⟨O⟩ − ⟨O⟩_exact| over `names` (default: every observable with a reference), or None."""

@@ -4,30 +4,32 @@ At each save time the recorder estimates the energy and every observable of the 
 variational state, and, when the Hilbert space is small enough to hold a state vector, the fidelity
 |⟨ψ_exact(t)|ψ_θ(t)⟩|² with the exact trajectory that starts from the *variational* initial state.
 The exact series are computed up front on the same grid and written to /exact, so an interrupted
-run still has its reference.
+run still has its reference. The result file, resume and checkpoints are the run layer's (`nqs.run.Run`): a
+checkpoint holds the current parameters, and as method state the initial parameters (the exact trajectory starts
+from them), the method's counters and, for Monte Carlo states, the sampler state, so a resumed run continues with
+the same random numbers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Mapping
 from typing import Any
 
-import flax.serialization
 import netket as nk
 import numpy as np
 
 from nqs import exact
-from nqs.results import ResultFile, describe_ansatz
+from nqs.recipes import describe_ansatz
+from nqs.run import Rows, Run
 from nqs.system import System
 
 MAX_EXACT_STATES = 2**16
 
 
 @dataclasses.dataclass
-class DynamicsOutcome:
+class DynamicsOutcome(Rows):
     """A finished time evolution: the final state, the recorded rows and the exact trajectory (or None)."""
 
     state: Any
@@ -36,28 +38,12 @@ class DynamicsOutcome:
     exact: Any
     wall_time: float
 
-    def series(self, name: str) -> np.ndarray:
-        return np.array([r.get(name, np.nan) for r in self.rows])
 
-
-def open_result(
-    out: str | None,
-    mode: str,
-    system: System,
-    vstate: Any,
-    method: Mapping[str, Any],
-    config: Mapping[str, Any] | None,
-    seed: int,
-    ansatz: Mapping[str, Any] | None,
-) -> ResultFile | None:
-    """The result file of a dynamics run (None when `out` is None), with ansatz size and method stored."""
-    if out is None:
-        return None
-    return ResultFile(
-        out, mode, kind="dynamics", config=dict(config or {}), seed=seed, system=system,
-        ansatz=describe_ansatz(vstate, ansatz),
-        method=method,
-    )
+def open_run(out: str | None, mode: str, system: System, vstate: Any, method: Mapping[str, Any],
+             config: Mapping[str, Any] | None, seed: int, ansatz: Mapping[str, Any] | None) -> Run:
+    """The run of a dynamics method (kind "dynamics"), with the ansatz described from the state."""
+    return Run(out, mode, kind="dynamics", system=system, ansatz=describe_ansatz(vstate, ansatz, system),
+               method=method, config=config, seed=seed)
 
 
 def check_hilbert(system: System, vstate: Any) -> None:
@@ -67,54 +53,49 @@ def check_hilbert(system: System, vstate: Any) -> None:
 
 
 class DynamicsRecorder:
-    """Collects one row per save time; writes it to the result file (if any) as it goes.
-
-    `resume` builds the recorder for a run that starts fresh or continues from the result file's
-    checkpoint, and `checkpoint` writes the run state at a save point; every method shares them.
-    """
+    """Records one row per save time through the run; `start` restores or starts the run state, `checkpoint`
+    saves it at a save point; every dynamics method shares them."""
 
     @classmethod
-    def resume(
-        cls, system: System, vstate: Any, times: np.ndarray, result: ResultFile | None, with_exact: bool, **extra: Any
-    ) -> tuple[DynamicsRecorder, dict[str, Any], int]:
-        """(recorder, run state, index of the last save point reached).
+    def start(cls, system: System, vstate: Any, times: np.ndarray, run: Run, with_exact: bool, **extra: Any
+              ) -> tuple[DynamicsRecorder, dict[str, Any], int]:
+        """(recorder, method state, index of the last save point reached).
 
-        The run state is {"initial": parameters at t = 0, "params": current parameters, **extra} (extra:
-        method state such as a damping or a step counter, given with its fresh value): the checkpoint's if
-        the result file holds one, else fresh. The exact trajectory starts from the *initial* variational
-        state; on return `vstate` holds the current parameters.
+        The method state is {"initial": parameters at t = 0, **extra} (extra: counters such as a damping or a step
+        count, given with their fresh values) plus, for a Monte Carlo state, its sampler state: the checkpoint's
+        when the run resumes, else fresh. The exact trajectory starts from the *initial* variational state; on
+        return `vstate` holds the current parameters (and sampler state).
         """
-        state = {"initial": vstate.parameters, "params": vstate.parameters, **extra}
-        checkpoint = result.load_checkpoint() if result is not None else None
-        first = 0
+        fresh = {"initial": vstate.parameters, **extra}
+        if isinstance(vstate, nk.vqs.MCState):
+            fresh["sampler"] = vstate.sampler_state
+        checkpoint = run.restore(vstate.parameters, fresh)
+        state, params, first = fresh, vstate.parameters, 0
         if checkpoint is not None:
-            state, first = flax.serialization.from_bytes(state, checkpoint[0]), checkpoint[1]
+            state, params, first = checkpoint.state, checkpoint.params, checkpoint.step
         vstate.parameters = state["initial"]
-        recorder = cls(system, vstate, times, result, with_exact)
-        vstate.parameters = state["params"]
+        recorder = cls(system, vstate, times, run, with_exact)
+        vstate.parameters = params
+        if "sampler" in state:
+            vstate.sampler_state = state["sampler"]
         return recorder, state, first
 
-    def checkpoint(self, state: dict[str, Any], index: int) -> None:
-        """Write the run state (see `resume`) reached at save point `index` to the result file, if any."""
-        if self.result is not None:
-            self.result.save_checkpoint(flax.serialization.to_bytes(state), index)
+    def checkpoint(self, index: int, vstate: Any, state: dict[str, Any]) -> None:
+        """Save the run state (see `start`) reached at save point `index`."""
+        if "sampler" in state:
+            state = {**state, "sampler": vstate.sampler_state}
+        self.run.checkpoint(index, vstate.parameters, state)
 
-    def __init__(self, system: System, vstate: Any, times: np.ndarray, result: ResultFile | None, with_exact: bool):
+    def __init__(self, system: System, vstate: Any, times: np.ndarray, run: Run, with_exact: bool):
         self.system = system
         self.times = np.asarray(times, dtype=float)
-        self.result = result
-        self.rows: list[dict[str, float]] = []
+        self.run = run
         self.trajectory = None
-        self.t0 = time.perf_counter()
         if with_exact and system.hilbert.n_states <= MAX_EXACT_STATES:
             psi0 = np.asarray(vstate.to_array(normalize=True))
             self.trajectory = exact.evolve(system, psi0, self.times)
-            if result is not None:
-                result.write_exact("time", self.times)
-                result.write_exact("energy", self.trajectory.energy)
-                result.write_exact("entropy", self.trajectory.entropy)
-                for name, series in self.trajectory.observables.items():
-                    result.write_exact(name, series)
+            run.write_exact({"time": self.times, "energy": self.trajectory.energy,
+                             "entropy": self.trajectory.entropy, **self.trajectory.observables})
 
     def _state_expectations(self, psi: np.ndarray) -> dict[str, tuple[complex, float, float]]:
         """(⟨ψ|O|ψ⟩, 0, variance) of H (key "energy") and every observable from a normalised state vector,
@@ -148,7 +129,7 @@ class DynamicsRecorder:
         mean, error, variance = values.pop("energy")
         if not math.isfinite(mean.real):
             raise FloatingPointError(f"t = {t:.6g}: the energy estimate is {mean}; the time evolution diverged")
-        row = {"step": float(index), "time": float(t), "wall_time": time.perf_counter() - self.t0}
+        row = {"step": float(index), "time": float(t)}
         row.update({"energy": mean.real, "energy_error": error, "energy_variance": variance})
         for name, (mean, error, _) in values.items():
             row[name] = mean.real
@@ -159,10 +140,4 @@ class DynamicsRecorder:
             row["fidelity"] = float(abs(np.vdot(self.trajectory.states[index], psi)) ** 2)
             row["infidelity"] = 1.0 - row["fidelity"]
         row.update(diagnostics or {})
-        self.rows.append(row)
-        if self.result is not None:
-            self.result.append(row)
-        return row
-
-    def series(self, name: str) -> np.ndarray:
-        return np.array([r.get(name, np.nan) for r in self.rows])
+        return self.run.append(row)

@@ -11,8 +11,8 @@ the regularised solvers and the Runge–Kutta integrators (fixed Euler/Heun/RK4 
 Bogacki–Shampine / Dormand–Prince error control) are NetKet's `netket.experimental.TDVP` used as is. The
 QGT is always built from the dense Jacobian (`QGTJacobianDense`, real or holomorphic mode): every solver
 here factorises the dense matrix, and the on-the-fly form that `QGTAuto` picks for some models costs one
-Jacobian-vector product per parameter to densify (85 s instead of ~5 s per Heun step for an RBMSymm with
-273 parameters and 4096 samples).
+Jacobian-vector product per parameter to densify (an order of magnitude slower per step for a symmetric RBM;
+`docs/benchmarks.md`).
 What this module adds: the exact QuTiP trajectory from the variational initial state on the same
 grid, fidelity with it, observables and diagnostics per save point in the nqs result file, input
 checks, a clear error when the evolution diverges, and the local TDVP residual at every save point
@@ -24,18 +24,17 @@ Heyl, PRL 125, 100503 (2020); 0 = exact, 1 = no progress), evaluated from θ̇ o
 one Jacobian-vector product. With ``exact_residual=True`` (Hilbert spaces of at most 2^20 states) two
 more numbers are recorded from sums over the whole basis: ``tdvp_residual_exact``, the r² of the Monte Carlo
 θ̇ weighted by the exact |ψ|² (noise + regularisation + ansatz), and ``tdvp_residual_min``, the least-squares
-floor min_θ̇ r² (the ansatz alone: what no number of samples can remove). ``solver="snr"`` switches to NetKet's `nkx.driver.TDVPSchmitt`: the
+floor min_θ̇ r² (the ansatz alone: what no number of samples can remove). ``solver="schmitt"`` switches to NetKet's
+`nkx.driver.TDVPSchmitt`: the
 QGT is diagonalised and each mode k is damped by [1 + (ε_SVD σ_max/σ_k)⁶]⁻¹[1 + (ε_SNR/SNR_k)⁶]⁻¹,
 SNR_k = |ρ_k|√N_s/std(ρ_k(x)), ρ_k the force in the eigenbasis (Monte Carlo states only); the
-minimum and median SNR are recorded. Measured with `benchmarks/tdvp_noise.py` (TFIM quench from |→⟩, h = 0.5,
-RBMSymm α = 32, exact r² of θ̇ by full sums): the SNR filter (ε_SNR = 1) is a bias, not a noise cure. It
-raises r² to 1.6e-4 at L = 16, t = 0 (pinv_smooth 1e-8 with 8 192 samples: 4.5e-7) and to 1.7e-3 at L = 12,
-t = 0.5 (pinv_smooth: 4.1e-7), because it drops modes whose force is small but needed. With more samples
-than parameters the sample noise of the plain smooth pseudo-inverse is small (a least-squares fit: its
-excess residual is ≈ (P/N_s) × the irreducible one), so prefer "pinv_smooth" with a small cut-off. (The
-filter does not explain the drift of the L = 16 Monte Carlo runs, which is as fast without it; see the README.)
-A checkpoint (initial and current parameters, integrator steps) is written at every save point; mode "resume" continues an interrupted run from it (NetKet's TDVP started at
-t0 = the checkpoint's time; a Metropolis sampler re-thermalises its chains).
+minimum and median SNR are recorded. The filter is a bias, not a noise cure: it drops modes whose force is small
+but needed (measured with `benchmarks/tdvp_noise.py`, `docs/benchmarks.md`). With more samples than parameters
+the sample noise of the plain smooth pseudo-inverse is small (a least-squares fit: its excess residual is
+≈ (P/N_s) × the irreducible one), so prefer "pinv_smooth" with a small cut-off.
+A checkpoint (current parameters; initial parameters, integrator steps and the sampler state) is written at every
+save point through the run layer; mode "resume" continues an interrupted run from it (NetKet's TDVP started at
+t0 = the checkpoint's time).
 """
 
 from __future__ import annotations
@@ -53,22 +52,12 @@ import netket.experimental as nkx
 import numpy as np
 
 from dynamics.infidelity import log_amplitude_and_local_energy, support_states
-from dynamics.recording import (
-    DynamicsOutcome,
-    DynamicsRecorder,
-    check_hilbert,
-    open_result,
-)
+from dynamics.integrators import check_integrator, make_integrator
+from dynamics.recording import DynamicsOutcome, DynamicsRecorder, check_hilbert, open_run
+from nqs import netket_compat
 from nqs.system import System
 
-INTEGRATORS = {
-    "Euler": (nkx.dynamics.Euler, False),
-    "Heun": (nkx.dynamics.Heun, False),
-    "RK4": (nkx.dynamics.RK4, False),
-    "RK23": (nkx.dynamics.RK23, True),
-    "RK45": (nkx.dynamics.RK45, True),
-}
-SOLVERS = ("pinv_smooth", "cholesky", "svd", "snr")
+SOLVERS = ("pinv_smooth", "cholesky", "svd", "schmitt")
 ERROR_NORMS = ("euclidean", "qgt", "maximum")
 MAX_EXACT_RESIDUAL_STATES = 2**20
 
@@ -84,7 +73,7 @@ class TDVPSettings:
         integrator: "Euler", "Heun", "RK4", "RK23" or "RK45".
         propagation: "real" or "imag".
         rtol, atol: tolerances of the adaptive integrators.
-        solver: "pinv_smooth" (smooth pseudo-inverse), "cholesky", "svd", or "snr" (Schmitt–Heyl
+        solver: "pinv_smooth" (smooth pseudo-inverse), "cholesky", "svd", or "schmitt" (NetKet's Schmitt–Heyl
             signal-to-noise filter with the smooth SVD cut-off pinv_rtol_smooth, Monte Carlo states only).
         snr_atol: ε_SNR of the SNR filter.
         error_norm: norm of the adaptive step control: "euclidean", "maximum" or "qgt" (√(δθ† S δθ),
@@ -119,8 +108,7 @@ class TDVPSettings:
             raise ValueError(f"t_end must be >= 0, got {self.t_end}")
         if self.n_save < 2:
             raise ValueError(f"n_save must be >= 2, got {self.n_save}")
-        if self.integrator not in INTEGRATORS:
-            raise ValueError(f"unknown integrator {self.integrator!r}; choose one of {sorted(INTEGRATORS)}")
+        check_integrator(self.integrator)
         if self.propagation not in ("real", "imag"):
             raise ValueError(f"propagation must be 'real' or 'imag', got {self.propagation!r}")
         if self.solver not in SOLVERS:
@@ -135,10 +123,7 @@ class TDVPSettings:
         return np.linspace(0.0, self.t_end, self.n_save)
 
     def make_integrator(self):
-        cls, adaptive = INTEGRATORS[self.integrator]
-        if adaptive:
-            return cls(dt=self.dt, adaptive=True, rtol=self.rtol, atol=self.atol)
-        return cls(dt=self.dt)
+        return make_integrator(self.integrator, self.dt, rtol=self.rtol, atol=self.atol)
 
     def make_solver(self):
         if self.solver == "pinv_smooth":
@@ -150,7 +135,7 @@ class TDVPSettings:
 
 def _make_driver(system: System, vstate: Any, settings: TDVPSettings, t0: float = 0.0):
     """NetKet's TDVP driver (or TDVPSchmitt for the SNR filter) configured from `settings`, starting at t0."""
-    if settings.solver == "snr":
+    if settings.solver == "schmitt":
         if not isinstance(vstate, nk.vqs.MCState):
             raise ValueError("the SNR filter needs a Monte Carlo state (nk.vqs.MCState); use pinv_smooth for full sums")
         return nkx.driver.TDVPSchmitt(
@@ -191,7 +176,7 @@ class _ResidualEstimator:
         self.vstate = vstate
         operator = system.hamiltonian
         operator.get_conn_padded(jnp.asarray(vstate.hilbert.numbers_to_states(np.zeros(1, dtype=int))))
-        apply, model_state = vstate._apply_fun, vstate.model_state
+        apply, model_state = netket_compat.apply_fun(vstate), vstate.model_state
         g = 1j if propagation == "real" else 1.0
         if exact and not (vstate.hilbert.is_indexable and vstate.hilbert.n_states <= MAX_EXACT_RESIDUAL_STATES):
             raise ValueError(f"exact_residual sums over the basis: at most {MAX_EXACT_RESIDUAL_STATES} states")
@@ -221,7 +206,7 @@ class _ResidualEstimator:
         vs = self.vstate
         w, delta_e = (np.asarray(a) for a in self._weights_and_deviation(params, x, jnp.zeros(x.shape[0])))
         mode = "holomorphic" if self.holomorphic else "complex"
-        jac = np.asarray(nk.jax.jacobian(vs._apply_fun, params, x, vs.model_state, mode=mode, dense=True,
+        jac = np.asarray(nk.jax.jacobian(netket_compat.apply_fun(vs), params, x, vs.model_state, mode=mode, dense=True,
                                          center=False))
         if jac.ndim == 3:  # (N, 2, P): real and imaginary parts of ∂ log ψ for real parameters
             jac = jac[:, 0] + 1j * jac[:, 1]
@@ -244,7 +229,7 @@ class _ResidualEstimator:
                 out["tdvp_residual_exact"] = float(self._r2(vs.parameters, theta_dot, support,
                                                             jnp.zeros(support.shape[0])))
             out["tdvp_residual_min"] = self._minimal_r2(vs.parameters, support)
-        snr = getattr(driver, "_snr", None)
+        snr = netket_compat.tdvp_snr(driver)
         if snr is not None:
             snr = np.asarray(snr)
             out.update({"snr_min": float(snr.min()), "snr_median": float(np.median(snr))})
@@ -278,34 +263,39 @@ def evolve_tdvp(
     check_hilbert(system, vstate)
     t_start = time.perf_counter()
     method = {"name": "dynamics.tdvp", **dataclasses.asdict(settings)}
-    result = open_result(out, mode, system, vstate, method, config, seed, ansatz)
-    try:
+    with open_run(out, mode, system, vstate, method, config, seed, ansatz) as run:
         times = settings.times
         with_exact = exact and settings.propagation == "real"
-        recorder, state, first = DynamicsRecorder.resume(system, vstate, times, result, with_exact, steps=0)
+        recorder, state, first = DynamicsRecorder.start(system, vstate, times, run, with_exact, steps=0)
         driver = _make_driver(system, vstate, settings, t0=float(times[first]))
         residual = _ResidualEstimator(system, vstate, settings.propagation, exact=settings.exact_residual,
                                       holomorphic=settings.holomorphic)
         if first == 0:
             recorder.record(0, 0.0, vstate, residual.diagnostics(driver))
-        counter = {"steps": int(state["steps"])}
-
-        def on_stop(t, log_data, drv):
-            index = int(np.argmin(np.abs(times - t)))
-            if index > 0 and np.isclose(times[index], t):
-                diagnostics = {"integrator_steps": float(counter["steps"]), "dt": float(drv.dt)}
-                recorder.record(index, t, drv.state, {**diagnostics, **residual.diagnostics(drv)})
-                recorder.checkpoint({**state, "params": drv.state.parameters, "steps": counter["steps"]}, index)
-            return True
-
-        class _Count(nk.callbacks.AbstractCallback):
-            def on_step_end(self, step, log_data, drv):
-                counter["steps"] += 1
-
+        callbacks = _SavePoints(recorder, residual, times, state)
         remaining = settings.t_end - float(times[first])
         if remaining > 0:
-            driver.run(remaining, tstops=times[first + 1:], callback=[on_stop, _Count()], show_progress=progress)
-    finally:
-        if result is not None:
-            result.close()
-    return DynamicsOutcome(vstate, times, recorder.rows, recorder.trajectory, time.perf_counter() - t_start)
+            driver.run(remaining, tstops=times[first + 1:], callback=[callbacks.on_stop, callbacks],
+                       show_progress=progress)
+    return DynamicsOutcome(vstate, times, run.rows, recorder.trajectory, time.perf_counter() - t_start)
+
+
+class _SavePoints(nk.callbacks.AbstractCallback):
+    """Counts the integrator steps, and at every save time records a row (with the step count, dt and the residual
+    diagnostics) and checkpoints (the current parameters, the initial ones and the step count)."""
+
+    def __init__(self, recorder: DynamicsRecorder, residual: _ResidualEstimator, times: np.ndarray,
+                 state: dict[str, Any]):
+        self.recorder, self.residual, self.times, self.state = recorder, residual, times, state
+        self.steps = int(state["steps"])
+
+    def on_step_end(self, step, log_data, driver):
+        self.steps += 1
+
+    def on_stop(self, t, log_data, driver) -> bool:
+        index = int(np.argmin(np.abs(self.times - t)))
+        if index > 0 and np.isclose(self.times[index], t):
+            diagnostics = {"integrator_steps": float(self.steps), "dt": float(driver.dt)}
+            self.recorder.record(index, t, driver.state, {**diagnostics, **self.residual.diagnostics(driver)})
+            self.recorder.checkpoint(index, driver.state, {**self.state, "steps": self.steps})
+        return True

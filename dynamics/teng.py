@@ -48,12 +48,8 @@ from dynamics.infidelity import (
     support_states,
 )
 from dynamics.product_expansions import SCHEMES, Scheme, Stage, get_scheme
-from dynamics.recording import (
-    DynamicsOutcome,
-    DynamicsRecorder,
-    check_hilbert,
-    open_result,
-)
+from dynamics.recording import DynamicsOutcome, DynamicsRecorder, check_hilbert, open_run
+from nqs import netket_compat
 from nqs.system import System
 
 
@@ -156,7 +152,7 @@ class _Fitter:
         self.full_sum = isinstance(vstate, nk.vqs.FullSumState)
         self.view, _ = RealView.of(vstate.parameters)
         model_state = vstate.model_state
-        apply = vstate._apply_fun
+        apply = netket_compat.apply_fun(vstate)
 
         def logpsi(params, x):
             return apply({"params": params, **model_state}, x)
@@ -295,27 +291,19 @@ def evolve_teng(
     t_start = time.perf_counter()
     scheme = get_scheme(settings.scheme)
     method = {"name": "dynamics.teng", "scheme_order": scheme.order, **dataclasses.asdict(settings)}
-    result = open_result(out, mode, system, vstate, method, config, seed, ansatz)
-    try:
+    with open_run(out, mode, system, vstate, method, config, seed, ansatz) as run:
         times = settings.times
         with_exact = exact and settings.propagation == "real"
-        recorder, state, first = DynamicsRecorder.resume(system, vstate, times, result, with_exact,
-                                                         damping=settings.damping)
+        recorder, state, first = DynamicsRecorder.start(system, vstate, times, run, with_exact,
+                                                        damping=settings.damping)
         if first == 0:
             recorder.record(0, 0.0, vstate)
         fitter = _Fitter(system, vstate, settings)
         every = settings.n_steps // (settings.n_save - 1)
-        params, damping = state["params"], float(state["damping"])
+        damping = float(state["damping"])
         bar = tqdm(total=settings.n_steps, initial=first * every, disable=not progress, desc="TENG")
         for index in range(first + 1, settings.n_save):
-            reports: list[StageReport] = []
-            for _ in range(every):
-                params, step_reports, damping = teng_step(fitter, scheme, params, damping)
-                if not all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree_util.tree_leaves(params)):
-                    raise FloatingPointError(f"non-finite parameters before t = {times[index]:.6g}")
-                reports += step_reports
-                bar.update()
-            vstate.parameters = params
+            reports, damping = _advance(fitter, scheme, vstate, every, damping, float(times[index]), bar)
             final = [r.losses[-1] for r in reports]
             recorder.record(index, float(times[index]), vstate, {
                 "loss_max": float(np.max(final)),
@@ -324,12 +312,23 @@ def evolve_teng(
                 "rejections": float(sum(r.rejections for r in reports)),
                 "damping": damping,
             })
-            recorder.checkpoint({**state, "params": params, "damping": damping}, index)
+            recorder.checkpoint(index, vstate, {**state, "damping": damping})
         bar.close()
-    finally:
-        if result is not None:
-            result.close()
-    return DynamicsOutcome(vstate, times, recorder.rows, recorder.trajectory, time.perf_counter() - t_start)
+    return DynamicsOutcome(vstate, times, run.rows, recorder.trajectory, time.perf_counter() - t_start)
+
+
+def _advance(fitter: _Fitter, scheme: Scheme, vstate: Any, n_steps: int, damping: float, t_next: float,
+             bar: Any) -> tuple[list[StageReport], float]:
+    """`n_steps` TENG steps from the state's parameters, which then hold the result; (stage reports, damping)."""
+    params, reports = vstate.parameters, []
+    for _ in range(n_steps):
+        params, step_reports, damping = teng_step(fitter, scheme, params, damping)
+        if not all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree_util.tree_leaves(params)):
+            raise FloatingPointError(f"non-finite parameters before t = {t_next:.6g}")
+        reports += step_reports
+        bar.update()
+    vstate.parameters = params
+    return reports, damping
 
 
 __all__ = ["SCHEMES", "StageReport", "TENGSettings", "evolve_teng", "teng_step"]

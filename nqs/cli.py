@@ -34,12 +34,11 @@ def _inspect(path: Path) -> int:
           f"format_version {attrs.get('format_version')}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in sorted((attrs.get("versions") or {}).items())))
     print(f"config: {attrs.get('config')}")
-    params = {k: v for k, v in system.items() if k not in results.SYSTEM_RESERVED and not k.startswith("convention_")}
-    print(f"system: {system.get('builder', '(none recorded)')} {params}")
+    print(f"system: {system.get('builder', '(none recorded)')} {system.get('params', {})}")
     for key in ("conventions", "constraint", "n_sites", "observables"):
         if key in system:
             print(f"  {key}: {system[key]}")
-    print(f"ansatz: {res.ansatz}")
+    print(f"ansatz: { {k: v for k, v in res.ansatz.items() if k != 'recipe'} }")
     print(f"method: {res.method}")
     print(f"history: {res.n_rows} rows, last step {_last_step(res)}, checkpoint step {res.checkpoint_step}")
     rows = results.summary_rows(res)

@@ -111,7 +111,17 @@ def _check_fits(template: Any, restored: Any, what: str) -> None:
             raise ValueError(f"the {what} have shape {np.shape(b)} where the model has {np.shape(a)}")
 
 
-class Run:
+class Rows:
+    """Recorded history rows (`rows`) and their columns (`series`); runs and method outcomes share it."""
+
+    rows: list[dict[str, float]]
+
+    def series(self, name: str) -> np.ndarray:
+        """Column `name` over the rows (NaN where a row lacks it)."""
+        return np.array([r.get(name, np.nan) for r in self.rows], dtype=float)
+
+
+class Run(Rows):
     """One run of a method: its result file (or none), history rows, exact reference and checkpoints.
 
     Args:
@@ -227,10 +237,6 @@ class Run:
             step, params=blob(params), state=b"" if state is None else blob(state),
             model_state=b"" if model_state is None else blob(model_state), method=self.method,
         )
-
-    def series(self, name: str) -> np.ndarray:
-        """Column `name` of the rows appended in this call (NaN where missing)."""
-        return np.array([r.get(name, np.nan) for r in self.rows], dtype=float)
 
     def close(self, *, failed: bool = False) -> None:
         if self._file is not None:

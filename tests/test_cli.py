@@ -10,7 +10,8 @@ import pytest
 
 import nqs
 from nqs.cli import main
-from nqs.results import ResultFile
+from nqs.result_file import ResultFile
+from nqs.run import Run
 
 
 @pytest.fixture()
@@ -18,16 +19,16 @@ def folder(tmp_path):
     hi = nk.hilbert.Spin(0.5, 4)
     system = nqs.System(builder="test.fake", hilbert=hi, hamiltonian=nk.operator.spin.sigmaz(hi, 0),
                         params={"L": 4, "h": 1.0}, conventions={"units": "pauli"})
-    with ResultFile(tmp_path / "run.h5", kind="ground_state", config={"L": 4}, seed=3, system=system,
-                    ansatz={"name": "ARTransformer", "n_parameters": 100}, method={"name": "vmc"}) as f:
+    with Run(tmp_path / "run.h5", kind="ground_state", config={"L": 4}, seed=3, system=system,
+             ansatz={"name": "ARTransformer", "n_parameters": 100}, method={"name": "vmc"}) as f:
         for i in range(20):
             f.append({"step": i, "energy": -7.0 + 2.0 * np.exp(-i / 4), "energy_error": 0.01, "acceptance": 1.0})
-        f.write_exact("energy", -7.0)
+        f.write_exact({"energy": -7.0})
     with h5py.File(tmp_path / "foreign.h5", "w") as f:
         f["x"] = np.arange(4)
     (tmp_path / "corrupt.h5").write_bytes(b"\x89HDF garbage" * 20)
     (tmp_path / "sub").mkdir()
-    with ResultFile(tmp_path / "sub" / "nested.h5", kind="steady_state", config={}, seed=0) as f:
+    with ResultFile(tmp_path / "sub" / "nested.h5", kind="steady_state") as f:
         f.append({"step": 0, "purity": 0.5})
     return tmp_path
 
@@ -80,7 +81,7 @@ def test_console_entry_point(folder):
 
 def test_plot_overlays_exact_time_series(tmp_path, capsys):
     times = np.linspace(0, 1, 11)
-    with ResultFile(tmp_path / "dyn.h5", kind="dynamics", config={}, seed=0) as f:
+    with ResultFile(tmp_path / "dyn.h5", kind="dynamics") as f:
         f.write_exact("time", times)
         f.write_exact("magnetization_x", np.cos(times))
         f.write_exact("energy", np.full_like(times, -3.0))

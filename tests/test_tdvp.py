@@ -97,7 +97,7 @@ def test_tdvp_residual_vanishes_for_an_exact_model_and_snr_filter_runs(tfim6):
     small = tfim(4, h=1.0)
     model = nk.models.RBM(alpha=1, param_dtype=complex)
     mc = nk.vqs.MCState(nk.sampler.ExactSampler(small.hilbert), model, n_samples=512, seed=1, sampler_seed=2)
-    settings = TDVPSettings(t_end=0.02, dt=0.01, n_save=2, solver="snr", snr_atol=2.0, pinv_rtol_smooth=1e-6,
+    settings = TDVPSettings(t_end=0.02, dt=0.01, n_save=2, solver="schmitt", snr_atol=2.0, pinv_rtol_smooth=1e-6,
                             exact_residual=True)
     out = evolve_tdvp(small, mc, settings, progress=False)
     assert np.all(np.isfinite(out.series("snr_median"))) and 0 <= out.series("tdvp_residual")[-1] < 1
