@@ -26,6 +26,8 @@ minus this is the sample noise, which partly averages out over many steps, the b
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import functools
 import json
 import sys
@@ -40,16 +42,11 @@ import netket.experimental as nkx
 import numpy as np
 from _common import machine, table, write_json
 
+from ansatze.choice import DTYPES, SYMMETRIES, AnsatzChoice, build_ansatz
 from dynamics.infidelity import log_amplitude_and_local_energy
-from dynamics.quench import add_dynamics_options, ground_state_variables
 from dynamics.tdvp import least_squares_residual
 from hamiltonians import tfim
-from nqs.scripting import (
-    add_ansatz_options,
-    build_ansatz,
-    experiment_parser,
-    is_holomorphic,
-)
+from nqs.vmc import VMCSettings, ground_state
 
 DEFAULT_VARIANTS = "pinv:1e-8,pinv:1e-6,pinv:1e-4,pinv:1e-3,snr:1e-8:1,snr:1e-6:1,snr:1e-8:4"
 
@@ -122,8 +119,14 @@ def parse_variants(text: str) -> list[tuple]:
     return variants
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = experiment_parser(__doc__.splitlines()[0], "benchmarks/out/tdvp_noise.json")
+def parse_options(argv: list[str] | None) -> argparse.Namespace:
+    """The study's options; the ansatz is NetKet's complex RBM, even under the spin flip (the Jacobian is
+    holomorphic)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/tdvp_noise.json"), help="JSON output")
+    parser.add_argument("--quick", action="store_true", help="small configuration")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--L", type=int, default=12)
     parser.add_argument("--h", type=float, default=0.5)
     parser.add_argument("--h0-steps", type=int, default=100, help="VMC steps fitting |→⟩")
@@ -133,10 +136,31 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=4, help="independent sample sets per N_s")
     parser.add_argument("--variants", default=DEFAULT_VARIANTS)
     parser.add_argument("--chains", type=int, default=256, help="Metropolis chains (0: no Metropolis row)")
-    add_dynamics_options(parser, T=1.5, dt=0.01, n_save=7, samples=0)
-    add_ansatz_options(parser)
-    parser.set_defaults(ansatz="rbm", alpha=32, symmetry="translations", spin_flip=True, rtol_smooth=1e-8)
-    args = parser.parse_args(argv)
+    parser.add_argument("--T", type=float, default=1.5, help="final time")
+    parser.add_argument("--dt", type=float, default=0.01, help="RK4 time step")
+    parser.add_argument("--n-save", type=int, default=7, help="save points in [0, T], both ends included")
+    parser.add_argument("--rtol-smooth", type=float, default=1e-8,
+                        help="smooth pseudo-inverse cut-off of the trajectory relative to the largest QGT eigenvalue")
+    parser.add_argument("--alpha", type=int, default=32, help="RBM hidden units per site")
+    parser.add_argument("--symmetry", choices=SYMMETRIES, default="translations", help="RBMSymm group")
+    parser.add_argument("--dtype", choices=DTYPES, default="float64", help="RBM parameter precision")
+    return parser.parse_args(argv)
+
+
+def fit_product_start(model, args: argparse.Namespace):
+    """Variables of `model` fitted to |→⟩, the ground state of −Σ X, by `--h0-steps` steps of full-sum SR
+    (``--fit-samples 0``) or minSR with at most 2048 samples."""
+    full_sum = args.fit_samples == 0
+    n_samples = 0 if full_sum else min(max(args.fit_samples, 1024), 2048)
+    settings = VMCSettings(n_steps=args.h0_steps, n_samples=n_samples, learning_rate=0.02,
+                           solver="sr" if full_sum else "minsr", lr_schedule="cosine", lr_final=0.002,
+                           diag_shift=1e-3 if full_sum else 1e-4, n_samples_final=n_samples, holomorphic=True)
+    field_only = dataclasses.replace(tfim(args.L, J=0.0, h=1.0), observables={})
+    return ground_state(field_only, model, settings, seed=args.seed, progress=not args.quiet).state.variables
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_options(argv)
     if args.quick:
         args.h0_steps, args.repeats, args.alpha = 20, 2, 2
     if args.L > 16:
@@ -146,10 +170,9 @@ def main(argv: list[str] | None = None) -> dict:
     sizes = [int(s) for s in args.sample_sizes.split(",")]
 
     system = tfim(args.L, h=args.h)
-    model = build_ansatz(args, system, initial_distribution=(0.5, 0.5))
-    args.samples = args.fit_samples
-    start = ground_state_variables(tfim(args.L, J=0.0, h=1.0), model, args, steps=args.h0_steps)
-    args.samples = 0  # the trajectory is a full sum
+    choice = AnsatzChoice(kind="rbm", alpha=args.alpha, symmetry=args.symmetry, spin_flip=True, dtype=args.dtype)
+    model = build_ansatz(choice, system)
+    start = fit_product_start(model, args)
     vstate = nk.vqs.FullSumState(system.hilbert, model, seed=args.seed)
     vstate.variables = start
     metropolis = None
@@ -157,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
         metropolis = nk.vqs.MCState(nk.sampler.MetropolisLocal(system.hilbert, n_chains=args.chains), model,
                                     n_samples=max(sizes), seed=args.seed, sampler_seed=args.seed + 1)
         metropolis.variables = start
-    qgt = functools.partial(nk.optimizer.qgt.QGTJacobianDense, holomorphic=is_holomorphic(args))
+    qgt = functools.partial(nk.optimizer.qgt.QGTJacobianDense, holomorphic=True)
     solver = functools.partial(nk.optimizer.solver.pinv_smooth, rtol=1e-12, rtol_smooth=args.rtol_smooth)
     driver = nkx.TDVP(system.hamiltonian, vstate, nkx.dynamics.RK4(dt=args.dt), qgt=qgt, linear_solver=solver)
     rng = np.random.default_rng(args.seed)

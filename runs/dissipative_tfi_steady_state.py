@@ -22,22 +22,22 @@ one run per g:
 from __future__ import annotations
 
 import numpy as np
+from _common import (
+    add_dtype_option,
+    add_init_options,
+    build_povm_state,
+    check_output,
+    config_of,
+    experiment_parser,
+    initial_parameters,
+)
 
-import nqs  # noqa: F401  (first: enables 64-bit floats)
 from ansatze.string_states import FAMILIES_1D, string_paths
 from dynamics.ndm_steady_state import NDMSettings, find_ndm_steady_state
 from dynamics.povm_dynamics import SteadyStateSettings, find_steady_state
 from hamiltonians import dissipative_tfi
 from nqs import results
 from nqs.povm import POVM
-from nqs.scripting import (
-    add_dtype_option,
-    add_init_options,
-    build_povm_state,
-    config_of,
-    experiment_parser,
-    initial_parameters,
-)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,14 +76,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.N, args.layers, args.features = 3, 1, 8
         args.samples, args.iterations, args.steps, args.ndm_samples = 512, 40, 20, 500
+    check_output(args.out, args.mode)
 
     system = dissipative_tfi(args.N, V=args.V, g=args.g, gamma=args.gamma)
     if args.method == "povm":
         povm = POVM.tetrahedral()
         site_rho = np.diag([0.01, 0.99])  # |↓⟩⟨↓| mixed with 2 % of 1/2: every outcome has P > 0
         paths = None if args.strings == "chain" else string_paths(args.strings, args.N)
-        vstate = build_povm_state(args, args.N, site_rho, paths)
-        start = initial_parameters(args)
+        vstate = build_povm_state(args.N, site_rho, layers=args.layers, features=args.features, heads=args.heads,
+                                  samples=args.samples, seed=args.seed, dtype=args.dtype, paths=paths)
+        start = initial_parameters(args.init_from, args.init_mode)
         if start is not None:
             vstate.parameters = start(vstate.parameters)
         eval_after = max(args.iterations * 3 // 4, 1)

@@ -10,7 +10,7 @@ Transformer (raster order) in a uniform mixture over 2D snake orderings (`ansatz
     python runs/dissipative_xyz_dynamics.py                                  # 3×3, trapezoid, vs exact
     python runs/dissipative_xyz_dynamics.py --strings snakes                 # String State over 8 snakes
     python runs/dissipative_xyz_dynamics.py --method tdvp --dt 0.005
-    # POVM-TDVP with a String State over the 8 snakes: 3×3 within 1.8–2.5e-2 of exact (two seeds, 10–11 min); 6×6 (≈ 1.7 h, one core)
+    # POVM-TDVP with a String State over the 8 snakes: 3×3 within 1.8–2.5e-2 of exact (two seeds); 6×6
     python runs/dissipative_xyz_dynamics.py --method tdvp --dt 0.05 --samples 256 --features 8 --strings snakes --dtype float32
     python runs/dissipative_xyz_dynamics.py --L 6 --method tdvp --dt 0.05 --samples 256 --features 8 --strings snakes --dtype float32
     python runs/dissipative_xyz_dynamics.py --quick --out /tmp/dxyz.h5
@@ -19,8 +19,8 @@ Transformer (raster order) in a uniform mixture over 2D snake orderings (`ansatz
 from __future__ import annotations
 
 import numpy as np
+from _common import add_dtype_option, build_povm_state, check_output, config_of, experiment_parser
 
-import nqs  # noqa: F401  (first: enables 64-bit floats)
 from ansatze.string_states import FAMILIES_2D, string_paths
 from dynamics.povm_dynamics import (
     TDVP_SOLVERS,
@@ -33,12 +33,6 @@ from dynamics.povm_dynamics import (
 from hamiltonians import dissipative_xyz
 from nqs import exact, results
 from nqs.povm import POVM
-from nqs.scripting import (
-    add_dtype_option,
-    build_povm_state,
-    config_of,
-    experiment_parser,
-)
 
 
 def main(argv: list[str] | None = None) -> results.Result:
@@ -80,6 +74,7 @@ def main(argv: list[str] | None = None) -> results.Result:
     if args.quick:
         args.L, args.T, args.dt, args.n_save, args.samples, args.features = 2, 0.1, 0.05, 3, 256, 8
         args.iterations, args.obs_samples = 20, 2000
+    check_output(args.out, args.mode)
 
     if args.rtol_smooth is None:
         args.rtol_smooth = 1e-8 if args.samples == 0 else 1e-4
@@ -87,7 +82,9 @@ def main(argv: list[str] | None = None) -> results.Result:
     system = dissipative_xyz(args.L, lattice="square", Jx=args.Jx, Jy=args.Jy, Jz=args.Jz, gamma=args.gamma)
     povm = POVM.tetrahedral()
     paths = None if args.strings == "none" else string_paths(args.strings, shape)
-    vstate = build_povm_state(args, system.n_sites, np.diag([1.0, 0.0]), paths)  # |↑⟩⟨↑| on every site
+    vstate = build_povm_state(system.n_sites, np.diag([1.0, 0.0]), layers=args.layers, features=args.features,
+                              heads=args.heads, samples=args.samples, seed=args.seed, dtype=args.dtype,
+                              paths=paths)  # |↑⟩⟨↑| on every site
     config = config_of(args)
     if args.tangent_start:
         report = tangent_start(system, vstate, povm=povm, n_iter=args.tangent_start, seed=args.seed,

@@ -27,14 +27,14 @@ starts from the MPS's uniform state ψ = 1.
 from __future__ import annotations
 
 import numpy as np
+from _common import add_ansatz_options, check_output, experiment_parser
+from _quench import add_dynamics_options, ground_state_variables, quench_of, run_quench
 
-import nqs  # noqa: F401  (first: enables 64-bit floats)
+from ansatze.choice import build_ansatz
 from ansatze.product_start import basis_state_distribution
 from ansatze.sign_rules import sublattice_b
-from dynamics.quench import add_dynamics_options, ground_state_variables, run_quench
 from hamiltonians import heisenberg
 from nqs import results
-from nqs.scripting import add_ansatz_options, build_ansatz, experiment_parser
 
 
 def main(argv: list[str] | None = None) -> results.Result:
@@ -49,20 +49,22 @@ def main(argv: list[str] | None = None) -> results.Result:
     args = parser.parse_args(argv)
     if args.quick:
         args.L, args.T, args.dt, args.n_save, args.features, args.hs0_steps = 6, 0.02, 0.01, 2, 8, 10
+    check_output(args.out, args.mode)
+    quench = quench_of(args)
 
     if args.ansatz == "mps":  # whole Hilbert space (H conserves S^z), Marshall sign in H, start from ψ = 1
         rotated = {"marshall": True, "zero_magnetization": False}
         system = heisenberg(args.L, J=args.J, **rotated)
-        model = build_ansatz(args, system)
+        model = build_ansatz(quench.ansatz, system)
         pre_quench = heisenberg(args.L, J=args.J, h_staggered=args.hs0, **rotated)
     else:
         system = heisenberg(args.L, J=args.J)
         neel = np.where(np.arange(args.L) % 2 == 0, 1.0, -1.0)
-        model = build_ansatz(args, system, sign_sites=sublattice_b(system.graph),
+        model = build_ansatz(quench.ansatz, system, sign_sites=sublattice_b(system.graph),
                              initial_distribution=basis_state_distribution(system.hilbert, neel, args.epsilon))
         pre_quench = heisenberg(args.L, J=args.J, h_staggered=args.hs0)
-    initial = ground_state_variables(pre_quench, model, args, steps=args.hs0_steps)
-    outcome = run_quench(system, model, args, observable="staggered_magnetization_z", initial=initial,
+    initial = ground_state_variables(pre_quench, model, quench, steps=args.hs0_steps)
+    outcome = run_quench(system, model, quench, observable="staggered_magnetization_z", initial=initial,
                          title=f"Heisenberg Néel quench L={args.L}, J={args.J}, from h_s={args.hs0}")
     print(f"m_s(0) = {outcome.series('staggered_magnetization_z')[0]:.6f} (1 for the Néel state)")
     return results.load(args.out)

@@ -15,8 +15,8 @@ The reference is ED for L ≤ 4 and published ED energies for 6×6 (`nqs.exact.r
 
 from __future__ import annotations
 
-# runs/ is on sys.path when a script runs; heisenberg_chain imports nqs first (64-bit floats)
-from heisenberg_chain import heisenberg_parser, run
+from _common import check_output
+from _heisenberg import heisenberg_parser, run
 
 from nqs import results
 
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> results.Result:
     if args.quick:
         args.L, args.layers, args.features, args.heads = 4, 1, 8, 2
         args.steps, args.samples = 15, 128
+    check_output(args.out, args.mode)
     return run(args, "square")
 
 

@@ -14,11 +14,12 @@ uses exact autoregressive samples (Metropolis for the RBM).
 
 from __future__ import annotations
 
-import nqs  # noqa: F401  (first: enables 64-bit floats)
-from dynamics.quench import add_dynamics_options, ground_state_variables, run_quench
+from _common import add_ansatz_options, check_output, experiment_parser
+from _quench import add_dynamics_options, ground_state_variables, quench_of, run_quench
+
+from ansatze.choice import build_ansatz
 from hamiltonians import tfim
 from nqs import results
-from nqs.scripting import add_ansatz_options, build_ansatz, experiment_parser
 
 H_CRITICAL = 3.04438
 
@@ -33,14 +34,16 @@ def main(argv: list[str] | None = None) -> results.Result:
     args = parser.parse_args(argv)
     if args.quick:
         args.L, args.T, args.dt, args.n_save, args.features, args.fit_steps = 2, 0.04, 0.01, 3, 8, 20
+    check_output(args.out, args.mode)
+    quench = quench_of(args)
 
     system = tfim(args.L, lattice="square", h=args.h)
-    model = build_ansatz(args, system, initial_distribution=(0.5, 0.5))
+    model = build_ansatz(quench.ansatz, system, initial_distribution=(0.5, 0.5))
     initial = None
     if args.ansatz == "rbm":  # no exact product start: fit |→⟩, the ground state of −Σ X
-        initial = ground_state_variables(tfim(args.L, lattice="square", J=0.0, h=1.0), model, args,
+        initial = ground_state_variables(tfim(args.L, lattice="square", J=0.0, h=1.0), model, quench,
                                          steps=args.fit_steps)
-    run_quench(system, model, args, observable="magnetization_x", initial=initial,
+    run_quench(system, model, quench, observable="magnetization_x", initial=initial,
                title=f"2D TFIM quench {args.L}x{args.L}, h={args.h:.4f}")
     return results.load(args.out)
 

@@ -20,11 +20,12 @@ of the variational state (``magnetization_x_fullsum``), which separate the dynam
 
 from __future__ import annotations
 
-import nqs  # noqa: F401  (first: enables 64-bit floats)
-from dynamics.quench import add_dynamics_options, ground_state_variables, run_quench
+from _common import add_ansatz_options, check_output, experiment_parser
+from _quench import add_dynamics_options, ground_state_variables, quench_of, run_quench
+
+from ansatze.choice import build_ansatz
 from hamiltonians import tfim
 from nqs import results
-from nqs.scripting import add_ansatz_options, build_ansatz, experiment_parser
 
 
 def main(argv: list[str] | None = None) -> results.Result:
@@ -39,15 +40,17 @@ def main(argv: list[str] | None = None) -> results.Result:
     if args.quick:
         args.L, args.T, args.dt, args.n_save, args.samples, args.features = 6, 0.2, 0.02, 3, 1024, 8
         args.h0_steps = 20
+    check_output(args.out, args.mode)
+    quench = quench_of(args)
 
     system = tfim(args.L, h=args.h)
-    model = build_ansatz(args, system, initial_distribution=(0.5, 0.5))
+    model = build_ansatz(quench.ansatz, system, initial_distribution=(0.5, 0.5))
     initial = None
     if args.h0 is not None:
-        initial = ground_state_variables(tfim(args.L, h=args.h0), model, args, steps=args.h0_steps)
+        initial = ground_state_variables(tfim(args.L, h=args.h0), model, quench, steps=args.h0_steps)
     elif args.ansatz == "rbm":  # no exact product start: fit |→⟩, the ground state of −Σ X
-        initial = ground_state_variables(tfim(args.L, J=0.0, h=1.0), model, args, steps=args.h0_steps)
-    run_quench(system, model, args, observable="magnetization_x", initial=initial,
+        initial = ground_state_variables(tfim(args.L, J=0.0, h=1.0), model, quench, steps=args.h0_steps)
+    run_quench(system, model, quench, observable="magnetization_x", initial=initial,
                title=f"TFIM quench L={args.L}, h={args.h}" + ("" if args.h0 is None else f" from h0={args.h0}"))
     return results.load(args.out)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 import jax
 import jax.numpy as jnp
 import netket as nk
@@ -12,10 +10,10 @@ import pytest
 from netket.utils import HashableArray
 
 from ansatze import ARTransformer
+from ansatze.choice import AnsatzChoice, build_ansatz
 from ansatze.jastrow import WithJastrow, pair_orbits
-from nqs.symmetry import symmetry_group
 from hamiltonians import tfim
-from nqs.scripting import build_ansatz
+from nqs.symmetry import symmetry_group
 
 
 def test_pair_orbits_of_a_ring_are_the_distances():
@@ -59,6 +57,6 @@ def test_jastrow_refuses_an_autoregressive_base():
     model = WithJastrow(ARTransformer(hi, layers=1, features=4, heads=1), HashableArray(np.arange(4)[None]))
     with pytest.raises(ValueError, match="normalisation"):
         model.init(jax.random.PRNGKey(0), hi.all_states()[:1])
-    args = argparse.Namespace(ansatz="transformer", jastrow=True, layers=1, features=4, heads=1)
-    with pytest.raises(ValueError, match="--jastrow needs --ansatz rbm"):
-        build_ansatz(args, tfim(4, h=0.5))
+    choice = AnsatzChoice(kind="transformer", jastrow=True, layers=1, features=4, heads=1)
+    with pytest.raises(ValueError, match="Jastrow factor needs kind 'rbm'"):
+        build_ansatz(choice, tfim(4, h=0.5))

@@ -3,18 +3,16 @@ TDVP against QuTiP, and the refusals of `--ansatz mps`."""
 
 from __future__ import annotations
 
-import argparse
-
 import jax
 import jax.numpy as jnp
 import netket as nk
 import numpy as np
 import pytest
 
+from ansatze.choice import AnsatzChoice, build_ansatz
 from ansatze.mps import BlockMPS, product_start_mps, shift_register_tensors
 from dynamics.tdvp import TDVPSettings, evolve_tdvp
 from hamiltonians import heisenberg, tfim
-from nqs.scripting import add_ansatz_options, build_ansatz
 
 
 def _log_psi_and_jacobian(model, hilbert, key=0, *, jacobian=True):
@@ -82,22 +80,20 @@ def test_tdvp_full_sum_follows_sesolve_from_the_product_start(tmp_path):
 
 
 def test_mps_option_refuses_what_it_cannot_do():
-    parser = argparse.ArgumentParser()
-    add_ansatz_options(parser)
-    args = parser.parse_args(["--ansatz", "mps", "--bond-dim", "4", "--symmetry", "translations"])
-    assert build_ansatz(args, tfim(4)).bond_dim == 4
+    choice = AnsatzChoice(kind="mps", bond_dim=4, symmetry="translations")
+    assert build_ansatz(choice, tfim(4)).bond_dim == 4
     with pytest.raises(ValueError, match="cannot keep the constraint"):
-        build_ansatz(args, heisenberg(4))
+        build_ansatz(choice, heisenberg(4))
     with pytest.raises(ValueError, match="only on a ring"):
-        build_ansatz(args, tfim(4, pbc=False))
+        build_ansatz(choice, tfim(4, pbc=False))
     with pytest.raises(ValueError, match="only on a ring"):
-        build_ansatz(parser.parse_args(["--ansatz", "mps", "--symmetry", "point"]), tfim(4))
+        build_ansatz(AnsatzChoice(kind="mps", symmetry="point"), tfim(4))
     with pytest.raises(ValueError, match="spin-flip"):
-        build_ansatz(parser.parse_args(["--ansatz", "mps", "--spin-flip"]), tfim(4))
+        build_ansatz(AnsatzChoice(kind="mps", spin_flip=True), tfim(4))
     with pytest.raises(ValueError, match="unit cell"):
-        build_ansatz(parser.parse_args(["--ansatz", "mps", "--symmetry", "translations", "--mps-cell", "3"]), tfim(4))
+        build_ansatz(AnsatzChoice(kind="mps", symmetry="translations", mps_cell=3), tfim(4))
     with pytest.raises(ValueError, match="bond_dim"):
-        build_ansatz(parser.parse_args(["--ansatz", "mps", "--bond-dim", "0"]), tfim(4))
+        build_ansatz(AnsatzChoice(kind="mps", bond_dim=0), tfim(4))
 
 
 @pytest.mark.parametrize("local_size, n, cell", [(2, 5, 1), (2, 8, 1), (2, 12, 1), (3, 6, 1), (2, 12, 2), (2, 6, 3)])

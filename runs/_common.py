@@ -1,0 +1,162 @@
+"""Options every experiment script in `runs/` shares, and their conversion into the library's typed values.
+
+Every script accepts ``--out PATH`` (result file), ``--quick`` (a configuration that finishes in under 30 s on 2
+cores), ``--seed``, ``--mode fail|overwrite|resume`` (default fail: an existing file is refused, as the API does)
+and ``--quiet``; it calls `check_output` before it builds a system, an exact reference or a model. The ansatz
+options become an `ansatze.choice.AnsatzChoice`, the initialisation options a parameter map, and the POVM
+scripts' state is built by `build_povm_state` from typed arguments.
+
+Scripts import this module as ``from _common import ...``: Python searches a script's own folder first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import nqs  # noqa: F401  (enables 64-bit floats: scripts import this module before the library)
+from ansatze.choice import CELLS, DTYPES, KINDS, ORDERS, SYMMETRIES, AnsatzChoice
+from nqs import results
+
+
+def experiment_parser(description: str, default_out: str) -> argparse.ArgumentParser:
+    """An argument parser with the options every experiment script shares."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=Path(default_out), help="result file (HDF5)")
+    parser.add_argument("--quick", action="store_true", help="small configuration that runs in < 30 s on 2 cores")
+    parser.add_argument("--seed", type=int, default=0, help="seed of parameters and sampler")
+    parser.add_argument("--mode", choices=results.MODES, default="fail",
+                        help="what to do when the result file exists: refuse (default), replace it, or continue "
+                        "from its checkpoint")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def check_output(path: Path, mode: str) -> None:
+    """Refuse an output file that `mode` may not touch, before anything expensive is built.
+
+    Raises:
+        SystemExit: mode "fail" and `path` exists, or mode "resume" and `path` is not an nqs result file.
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    if mode == "fail":
+        raise SystemExit(f"{path} exists: pass --mode overwrite to replace it, --mode resume to continue it, "
+                         "or choose another --out")
+    if mode == "resume":
+        try:
+            results.load(path)
+        except results.ResultFileError as err:
+            raise SystemExit(f"cannot resume {path}: {err}") from err
+
+
+def config_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed arguments as a JSON-serialisable dict (stored as the run's config)."""
+    return json.loads(json.dumps(vars(args), default=str))
+
+
+def add_init_options(parser: argparse.ArgumentParser) -> None:
+    """--init-from RESULT.h5 [--init-mode interpolate|prefix]: start from the parameters of an earlier run."""
+    group = parser.add_argument_group("initialisation")
+    group.add_argument("--init-from", type=Path, default=None, metavar="RESULT",
+                       help="start from the checkpointed parameters of this result file (same architecture; "
+                       "another size, coupling or --dtype is fine: `ansatze.transfer`)")
+    group.add_argument("--init-mode", choices=("interpolate", "prefix"), default="interpolate",
+                       help="how site-indexed tables follow a change of size (see ansatze.transfer)")
+
+
+def initial_parameters(init_from: Path | None, mode: str) -> Callable[[Any], Any] | None:
+    """The map fresh parameters -> the parameters of the result file `init_from` transferred to their shapes by
+    `ansatze.transfer.transfer_parameters` in `mode`; None (keep the fresh ones) without a file."""
+    if init_from is None:
+        return None
+    from ansatze.transfer import transfer_parameters
+
+    trained = results.load_parameters(init_from)
+    return lambda fresh: transfer_parameters(trained, fresh, mode=mode)
+
+
+def add_ansatz_options(
+    parser: argparse.ArgumentParser, *, ansatz: str = "transformer", layers: int = 1, features: int = 16, heads: int = 2
+) -> None:
+    """--ansatz transformer|rnn|rnn2d|rbm|mps and its size: --layers, --features (Transformer width, RNN hidden
+    units), --heads (Transformer), --cell gru|lstm (1D-path RNN), --order and --patch (Transformer on a lattice),
+    --alpha (RBM hidden-unit density), --bond-dim/--mps-cell/--mps-noise (MPS), --symmetry/--spin-flip
+    (symmetrisation; for the RBM NetKet's `RBMSymm`), --jastrow (RBM times a pair Jastrow factor), --dtype.
+    `ansatz_choice` turns them into an `AnsatzChoice` (see `ansatze.choice`)."""
+    group = parser.add_argument_group("ansatz")
+    group.add_argument("--ansatz", choices=KINDS, default=ansatz,
+                       help="autoregressive Transformer, RNN along a chain/snake path, 2D RNN (square lattices), "
+                       "or NetKet's complex RBM or periodic MPS (Metropolis sampling)")
+    group.add_argument("--layers", type=int, default=layers)
+    group.add_argument("--features", type=int, default=features, help="Transformer width / RNN hidden units")
+    group.add_argument("--heads", type=int, default=heads, help="attention heads (Transformer)")
+    group.add_argument("--cell", choices=CELLS, default="gru", help="recurrent cell (--ansatz rnn)")
+    group.add_argument("--alpha", type=int, default=2, help="hidden units per site (--ansatz rbm)")
+    group.add_argument("--bond-dim", type=int, default=8,
+                       help="bond dimension χ (--ansatz mps; a power of 2 puts every bond state in the start's "
+                       "register, other values leave the rest to --mps-noise)")
+    group.add_argument("--mps-cell", type=int, default=1,
+                       help="sites per MPS unit cell with --symmetry translations (2: a Néel-ordered start)")
+    group.add_argument("--mps-noise", type=float, default=0.0,
+                       help="standard deviation of complex noise added to the MPS start (--ansatz mps)")
+    group.add_argument("--order", choices=ORDERS, default=None,
+                       help="Transformer path on a 2D lattice (default raster with 2D positions; chain on 1D)")
+    group.add_argument("--patch", type=int, nargs=2, default=None, metavar=("PX", "PY"),
+                       help="Transformer tokens of PX×PY sites (2D lattices)")
+    group.add_argument("--symmetry", choices=SYMMETRIES, default="none",
+                       help="symmetrise |ψ|² over the lattice's translations, point group or space group")
+    group.add_argument("--spin-flip", action="store_true", help="also symmetrise over the global spin flip")
+    group.add_argument("--jastrow", action="store_true",
+                       help="times a two-body Jastrow factor, one parameter per pair orbit of --symmetry "
+                       "(--ansatz rbm; `ansatze.jastrow`)")
+    add_dtype_option(group)
+
+
+def ansatz_choice(args: argparse.Namespace) -> AnsatzChoice:
+    """The `AnsatzChoice` of the options added by `add_ansatz_options`."""
+    return AnsatzChoice(
+        kind=args.ansatz, layers=args.layers, features=args.features, heads=args.heads, cell=args.cell,
+        alpha=args.alpha, bond_dim=args.bond_dim, mps_cell=args.mps_cell, mps_noise=args.mps_noise, order=args.order,
+        patch=tuple(args.patch) if args.patch else None, symmetry=args.symmetry, spin_flip=args.spin_flip,
+        jastrow=args.jastrow, dtype=args.dtype,
+    )
+
+
+def add_dtype_option(group: argparse._ActionsContainer) -> None:
+    """--dtype float64|float32: precision of the parameters and activations (float32 runs the Transformer's
+    forward pass faster on a CPU; log ψ then carries ~1e-7 relative rounding)."""
+    group.add_argument("--dtype", choices=DTYPES, default="float64",
+                       help="parameter/activation precision of the ansatz (default %(default)s)")
+
+
+def build_povm_state(
+    n_sites: int, site_rho: Any, *, layers: int, features: int, heads: int, samples: int, seed: int,
+    dtype: str = "float64", paths: Sequence[Sequence[int]] | None = None,
+) -> Any:
+    """The variational state of the POVM scripts: an autoregressive Transformer over the 4 tetrahedral-POVM
+    outcomes per site (log P, machine_pow = 1) started in the product distribution of the single-site density
+    matrix `site_rho`, a String State over `paths` (K, N) when given; `FullSumState` for ``samples == 0``, else an
+    `MCState` with exact samples (parameters seeded by `seed`, the sampler by ``seed + 1``)."""
+    import netket as nk
+    import numpy as np
+
+    from ansatze import ARTransformer
+    from ansatze.choice import param_dtype
+    from ansatze.string_states import StringStates, StringStatesSampler
+    from nqs.povm import POVM, probabilities
+
+    hi = nk.hilbert.Fock(n_max=3, N=n_sites)
+    start = tuple(float(p) for p in probabilities(np.asarray(site_rho, dtype=complex), POVM.tetrahedral(), 1))
+    model = ARTransformer(hi, layers=layers, features=features, heads=heads, phase=False, machine_pow=1,
+                          initial_distribution=start, param_dtype=param_dtype(dtype))
+    if paths is not None:
+        model = StringStates(model, paths)
+    if samples == 0:
+        return nk.vqs.FullSumState(hi, model, seed=seed)
+    sampler = StringStatesSampler(hi) if paths is not None else nk.sampler.ARDirectSampler(hi)
+    return nk.vqs.MCState(sampler, model, n_samples=samples, seed=seed, sampler_seed=seed + 1)
