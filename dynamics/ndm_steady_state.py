@@ -55,7 +55,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import netket as nk
@@ -244,6 +244,7 @@ def find_ndm_steady_state(
     seed: int = 0,
     progress: bool = True,
     exact_reference: bool | None = None,
+    initial_parameters: Callable[[Any], Any] | None = None,
 ) -> NDMOutcome:
     """Steady state of `system` by minimising C = Tr[ρ†𝓛†𝓛ρ]/Tr[ρ†ρ] over `nk.models.NDM` with NetKet's
     `SteadyState` driver and SR (module docstring).
@@ -257,6 +258,8 @@ def find_ndm_steady_state(
         seed: parameters (`seed`) and samplers (`seed + 1`).
         progress: show NetKet's progress bar.
         exact_reference: compute the QuTiP steady state (default: N ≤ MAX_OPEN_SITES).
+        initial_parameters: maps the fresh parameters to the starting ones (e.g. those of another run,
+            `nqs.results.load_parameters`); a resumed run starts from its checkpoint.
 
     Raises:
         ValueError: closed system, operators on another Hilbert space, constrained system.
@@ -267,6 +270,8 @@ def find_ndm_steady_state(
     check_output(out, mode, "steady_state")
     lind = liouvillian(system)  # validates the system
     vstate = make_mixed_state(lind, settings, seed=seed)
+    if initial_parameters is not None:
+        vstate.parameters = initial_parameters(vstate.parameters)
     driver = nk.driver.SteadyState(lind, optax.sgd(settings.learning_rate_schedule()), variational_state=vstate,
                                    preconditioner=nk.optimizer.SR(diag_shift=settings.diag_shift))
     ansatz = {"name": "netket.models.NDM", "alpha": settings.alpha, "beta": settings.beta,

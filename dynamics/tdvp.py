@@ -50,10 +50,16 @@ import jax.numpy as jnp
 import netket as nk
 import netket.experimental as nkx
 import numpy as np
+from netket.utils import struct
 
 from dynamics.infidelity import log_amplitude_and_local_energy, support_states
 from dynamics.integrators import check_integrator, make_integrator
-from dynamics.recording import DynamicsOutcome, DynamicsRecorder, check_hilbert, open_run
+from dynamics.recording import (
+    DynamicsOutcome,
+    DynamicsRecorder,
+    check_hilbert,
+    open_run,
+)
 from nqs import netket_compat
 from nqs.system import System
 
@@ -283,6 +289,12 @@ def evolve_tdvp(
 class _SavePoints(nk.callbacks.AbstractCallback):
     """Counts the integrator steps, and at every save time records a row (with the step count, dt and the residual
     diagnostics) and checkpoints (the current parameters, the initial ones and the step count)."""
+
+    recorder: DynamicsRecorder = struct.field(pytree_node=False, serialize=False)
+    residual: _ResidualEstimator = struct.field(pytree_node=False, serialize=False)
+    times: np.ndarray = struct.field(pytree_node=False, serialize=False)
+    state: dict = struct.field(pytree_node=False, serialize=False)
+    steps: int = struct.field(pytree_node=False, serialize=False)
 
     def __init__(self, recorder: DynamicsRecorder, residual: _ResidualEstimator, times: np.ndarray,
                  state: dict[str, Any]):

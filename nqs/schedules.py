@@ -20,7 +20,7 @@ SCHEDULES = ("constant", "step", "cosine", "exponential")
 def check_schedule(kind: str, initial: float, final: float) -> None:
     """ValueError for an unknown schedule or a learning rate that is not finite and positive."""
     if kind not in SCHEDULES:
-        raise ValueError(f"unknown learning-rate schedule {kind!r}; choose one of {SCHEDULES}")
+        raise ValueError(f"unknown lr_schedule {kind!r}; choose one of {SCHEDULES}")
     for name, value in (("learning_rate", initial), ("lr_final", final)):
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be finite and positive, got {value}")

@@ -20,6 +20,8 @@ from typing import Any
 import nqs  # noqa: F401  (enables 64-bit floats: scripts import this module before the library)
 from ansatze.choice import CELLS, DTYPES, KINDS, ORDERS, SYMMETRIES, AnsatzChoice
 from nqs import results
+from nqs import run as run_layer
+from nqs.result_file import MODES, ResultFileError
 
 
 def experiment_parser(description: str, default_out: str) -> argparse.ArgumentParser:
@@ -28,30 +30,27 @@ def experiment_parser(description: str, default_out: str) -> argparse.ArgumentPa
     parser.add_argument("--out", type=Path, default=Path(default_out), help="result file (HDF5)")
     parser.add_argument("--quick", action="store_true", help="small configuration that runs in < 30 s on 2 cores")
     parser.add_argument("--seed", type=int, default=0, help="seed of parameters and sampler")
-    parser.add_argument("--mode", choices=results.MODES, default="fail",
+    parser.add_argument("--mode", choices=MODES, default="fail",
                         help="what to do when the result file exists: refuse (default), replace it, or continue "
                         "from its checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
-def check_output(path: Path, mode: str) -> None:
-    """Refuse an output file that `mode` may not touch, before anything expensive is built.
+def check_output(path: Path, mode: str, kind: str) -> None:
+    """Refuse an output file that `mode` may not touch, before anything expensive is built (`nqs.run.check_output`,
+    with the script's options named in the message).
 
     Raises:
-        SystemExit: mode "fail" and `path` exists, or mode "resume" and `path` is not an nqs result file.
+        SystemExit: mode "fail" and `path` exists, or mode "resume" and `path` is not an nqs result of this kind.
     """
-    path = Path(path)
-    if not path.exists():
-        return
-    if mode == "fail":
+    try:
+        run_layer.check_output(path, mode, kind)
+    except FileExistsError as err:
         raise SystemExit(f"{path} exists: pass --mode overwrite to replace it, --mode resume to continue it, "
-                         "or choose another --out")
-    if mode == "resume":
-        try:
-            results.load(path)
-        except results.ResultFileError as err:
-            raise SystemExit(f"cannot resume {path}: {err}") from err
+                         "or choose another --out") from err
+    except ResultFileError as err:
+        raise SystemExit(f"cannot resume {path}: {err}") from err
 
 
 def config_of(args: argparse.Namespace) -> dict[str, Any]:

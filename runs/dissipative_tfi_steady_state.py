@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.N, args.layers, args.features = 3, 1, 8
         args.samples, args.iterations, args.steps, args.ndm_samples = 512, 40, 20, 500
-    check_output(args.out, args.mode)
+    check_output(args.out, args.mode, "steady_state")
 
     system = dissipative_tfi(args.N, V=args.V, g=args.g, gamma=args.gamma)
     if args.method == "povm":

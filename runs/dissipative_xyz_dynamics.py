@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> results.Result:
     if args.quick:
         args.L, args.T, args.dt, args.n_save, args.samples, args.features = 2, 0.1, 0.05, 3, 256, 8
         args.iterations, args.obs_samples = 20, 2000
-    check_output(args.out, args.mode)
+    check_output(args.out, args.mode, "dynamics")
 
     if args.rtol_smooth is None:
         args.rtol_smooth = 1e-8 if args.samples == 0 else 1e-4

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> results.Result:
     if args.quick:
         args.L, args.layers, args.features, args.heads = 8, 1, 16, 2
         args.steps, args.samples = 40, 256
-    check_output(args.out, args.mode)
+    check_output(args.out, args.mode, "ground_state")
     return run(args, "chain")
 
 

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> results.Result:
     args = parser.parse_args(argv)
     if args.quick:
         args.L, args.T, args.dt, args.n_save, args.features, args.hs0_steps = 6, 0.02, 0.01, 2, 8, 10
-    check_output(args.out, args.mode)
+    check_output(args.out, args.mode, "dynamics")
     quench = quench_of(args)
 
     if args.ansatz == "mps":  # whole Hilbert space (H conserves S^z), Marshall sign in H, start from ψ = 1

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> results.Result:
     if args.quick:
         args.L, args.layers, args.features, args.heads = 4, 1, 8, 2
         args.steps, args.samples = 15, 128
-    check_output(args.out, args.mode)
+    check_output(args.out, args.mode, "ground_state")
     return run(args, "square")
 
 

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> results.Result:
     args = parser.parse_args(argv)
     if args.quick:
         args.L, args.T, args.dt, args.n_save, args.features, args.fit_steps = 2, 0.04, 0.01, 3, 8, 20
-    check_output(args.out, args.mode)
+    check_output(args.out, args.mode, "dynamics")
     quench = quench_of(args)
 
     system = tfim(args.L, lattice="square", h=args.h)

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> results.Result:
     if args.quick:
         args.L, args.T, args.dt, args.n_save, args.samples, args.features = 6, 0.2, 0.02, 3, 1024, 8
         args.h0_steps = 20
-    check_output(args.out, args.mode)
+    check_output(args.out, args.mode, "dynamics")
     quench = quench_of(args)
 
     system = tfim(args.L, h=args.h)

@@ -3,8 +3,33 @@
 import os
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import nqs  # noqa: F401  (enables 64-bit floats before any test imports jax)
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def interrupt_at_row(monkeypatch):
+    """interrupt_at_row(k): from now on the run layer raises KeyboardInterrupt when a method appends its k-th history
+    row (1-based, counted from this call), as an interrupted process would stop; the rows before it are written."""
+    from nqs.run import Run
+
+    append = Run.append
+
+    def arm(row: int) -> None:
+        calls = {"n": 0}
+
+        def interrupted(self, values):
+            calls["n"] += 1
+            if calls["n"] == row:
+                raise KeyboardInterrupt(f"interrupted at history row {row}")
+            return append(self, values)
+
+        monkeypatch.setattr(Run, "append", interrupted)
+
+    yield arm
+    monkeypatch.setattr(Run, "append", append)

@@ -6,6 +6,7 @@ shares that compilation.
 
 import dataclasses
 
+import jax
 import netket as nk
 import numpy as np
 import pytest
@@ -30,6 +31,34 @@ def test_liouvillian_is_the_nqs_convention():
         expected += L @ rho @ L.conj().T - 0.5 * (LdL @ rho + rho @ LdL)
     lind = liouvillian(system)
     np.testing.assert_allclose((lind.to_dense() @ rho.reshape(-1)).reshape(4, 4), expected, atol=1e-12)
+
+
+def test_interrupted_run_resumes_exactly_and_restarts_from_its_parameters(tmp_path, interrupt_at_row):
+    system = dissipative_tfi(2, V=2.0, g=1.0, gamma=1.0)
+    system = dataclasses.replace(system, observables={"magnetization_z": system.observables["magnetization_z"]})
+    settings = NDMSettings(n_steps=6, learning_rate=0.1, n_samples=256, n_samples_diag=256, n_samples_diag_final=256,
+                           observables_every=3, checkpoint_every=2)
+    whole = find_ndm_steady_state(system, settings, progress=False, exact_reference=False)
+    path = tmp_path / "ndm.h5"
+    interrupt_at_row(5)  # during step 4: the checkpoint after step 3 holds
+    with pytest.raises(KeyboardInterrupt):
+        find_ndm_steady_state(system, settings, out=str(path), progress=False, exact_reference=False)
+    assert results.load(path).checkpoint_step == 3
+    interrupt_at_row(0)
+    resumed = find_ndm_steady_state(system, settings, out=str(path), mode="resume", progress=False,
+                                    exact_reference=False)
+    for a, b in zip(jax.tree_util.tree_leaves(resumed.state.parameters), jax.tree_util.tree_leaves(
+            whole.state.parameters), strict=True):
+        np.testing.assert_array_equal(a, b)
+    history = results.load(path).history
+    np.testing.assert_array_equal(history["step"], np.arange(7))
+    np.testing.assert_array_equal(history["ldagl"][:6], whole.series("ldagl")[:6])
+    loaded = results.load_parameters(path)
+    second = find_ndm_steady_state(system, dataclasses.replace(settings, n_steps=0), progress=False,
+                                   exact_reference=False, initial_parameters=lambda fresh: loaded)
+    for a, b in zip(jax.tree_util.tree_leaves(second.state.parameters), jax.tree_util.tree_leaves(
+            whole.state.parameters), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.slow  # ~40 s; the Liouvillian convention test stays in the default suite

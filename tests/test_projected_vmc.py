@@ -113,6 +113,28 @@ def test_resumed_run_continues_exactly(small_transformer, tmp_path):
     assert all(np.allclose(a, b, atol=1e-10) for a, b in leaves)
 
 
+def test_interrupted_run_resumes_to_the_same_result_and_restarts_from_its_parameters(small_transformer, tmp_path,
+                                                                                     interrupt_at_row):
+    path = str(tmp_path / "i.h5")
+    settings = dataclasses.replace(SETTINGS, n_steps=8, checkpoint_every=3, observables_every=4)
+    whole = projected_ground_state(J1J2, small_transformer, SPACE, settings, spin_flip=1, exact=False, progress=False)
+    interrupt_at_row(6)  # during step 5: checkpoints after steps 2 and 5 -> the one after step 2 holds
+    with pytest.raises(KeyboardInterrupt):
+        projected_ground_state(J1J2, small_transformer, SPACE, settings, spin_flip=1, out=path, exact=False,
+                               progress=False)
+    assert results.load(path).checkpoint_step == 2 and results.load(path).n_rows == 5
+    interrupt_at_row(0)
+    resumed = projected_ground_state(J1J2, small_transformer, SPACE, settings, spin_flip=1, out=path, mode="resume",
+                                     exact=False, progress=False)
+    np.testing.assert_allclose(resumed.energy, whole.energy, rtol=1e-12)
+    history = results.load(path).history
+    np.testing.assert_array_equal(history["step"], np.arange(settings.n_steps + 1))
+    second = projected_ground_state(J1J2, small_transformer, SPACE, dataclasses.replace(settings, n_steps=0),
+                                    spin_flip=1, exact=False, progress=False,
+                                    initial_parameters=lambda fresh: results.load_parameters(path))
+    assert second.energy == pytest.approx(resumed.energy, rel=1e-12)
+
+
 def test_bad_input_is_refused(small_transformer, monkeypatch):
     staggered = heisenberg(8, J2=0.2, marshall=True, h_staggered=0.5)  # breaks the one-site translation
     with pytest.raises(ValueError, match="does not commute"):

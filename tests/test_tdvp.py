@@ -161,3 +161,10 @@ def test_interrupted_run_resumes_from_checkpoint(tfim6, tmp_path, monkeypatch):
     np.testing.assert_allclose(res.history["magnetization_x"], reference.series("magnetization_x"), atol=1e-10)
     np.testing.assert_allclose(resumed.series("infidelity"), reference.series("infidelity")[2:], atol=1e-10)
     assert res.history["integrator_steps"][-1] == reference.series("integrator_steps")[-1]
+    # the checkpointed parameters start a second run where the first ended
+    loaded = results.load_parameters(path)
+    np.testing.assert_array_equal(loaded["c"], np.asarray(resumed.state.parameters["c"]))
+    second = _state(tfim6, psi0)
+    second.parameters = loaded
+    again = evolve_tdvp(tfim6, second, TDVPSettings(t_end=0.05, dt=0.05, n_save=2, holomorphic=True), progress=False)
+    assert again.series("magnetization_x")[0] == pytest.approx(reference.series("magnetization_x")[-1], abs=1e-12)

@@ -152,6 +152,11 @@ def test_interrupted_run_resumes_from_checkpoint(tfim6, tmp_path, monkeypatch):
     np.testing.assert_allclose(res.history["time"], settings.times)
     np.testing.assert_allclose(res.history["magnetization_x"], reference.series("magnetization_x"), atol=1e-10)
     np.testing.assert_allclose(resumed.series("infidelity"), reference.series("infidelity")[2:], atol=1e-10)
+    # the checkpointed parameters start a second run where the first ended
+    second = _state(tfim6, psi0)
+    second.parameters = results.load_parameters(path)
+    again = evolve_teng(tfim6, second, TENGSettings(t_end=0.05, dt=0.05, n_save=2, scheme="euler"), progress=False)
+    assert again.series("magnetization_x")[0] == pytest.approx(reference.series("magnetization_x")[-1], abs=1e-12)
 
 
 @pytest.mark.parametrize(
