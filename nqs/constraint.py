@@ -10,9 +10,11 @@ which keeps ψ exactly normalised on the constrained set and exactly samplable
 (Hibat-Allah et al., PRR 2, 023358 (2020), App. D.2). The same mask must be used when sampling and
 when evaluating ψ on connected configurations; both paths call the methods below.
 
-Values are *local indices* s ∈ {0, ..., local_size-1} (NetKet's `hilbert.states_to_local_indices`),
-given in the order in which the model generates them. A constraint that depends on the site
-identity (Gauss's law) must be re-expressed for another order with `permuted(order)`.
+Values are *token values* s ∈ {0, ..., local_size-1}: the local indices of the Hilbert modes (NetKet's
+`hilbert.states_to_local_indices`) when every mode is a token, the mixed-radix value of a token's modes
+otherwise (`nqs.tokens.TokenMap`: a gauge block, a spin orbital); "sites" are tokens, `local_size` is the
+largest token size. Values come in the order in which the model generates them. A constraint that
+depends on the site identity (Gauss's law) must be re-expressed for another order with `permuted(order)`.
 
 Masks are computed from a small carry so that sampling costs O(1) per site:
 
@@ -86,7 +88,7 @@ def _distinct_carries(carry, multiplicity: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 class Constraint(abc.ABC):
-    """Abstract constraint on the local indices of an N-site configuration."""
+    """Abstract constraint on the token values of an N-token configuration (local indices for one token per mode)."""
 
     n_sites: int
     local_size: int
@@ -141,6 +143,10 @@ class Constraint(abc.ABC):
 
     def _initial_carry(self):
         """The empty prefix as the first row of a padded numpy carry (see `_extend`)."""
+        try:
+            hash(self)
+        except TypeError as err:
+            raise TypeError(f"{type(self).__name__} must be hashable (a frozen dataclass) to walk its sector") from err
         return jax.tree_util.tree_map(lambda c: np.asarray(c)[_padded(np.zeros(1, np.int64))], self.init_carry(1))
 
     def _extend(self, carry, n: int, i: int, size: int) -> tuple[Any, np.ndarray, np.ndarray]:
@@ -188,9 +194,10 @@ class Constraint(abc.ABC):
         n_states = self.count(sizes)
         if n_states > max_states:
             raise ValueError(f"the sector has {n_states} configurations, more than {max_states} to enumerate")
-        carry, steps = self._initial_carry(), []
+        carry, n, steps = self._initial_carry(), 1, []
         for i, size in enumerate(sizes):
-            carry, parents, values = self._extend(carry, len(steps[-1][0]) if steps else 1, i, size)
+            carry, parents, values = self._extend(carry, n, i, size)
+            n = len(parents)
             steps.append((parents, values))
         out = np.empty((n_states, self.n_sites), dtype=np.min_scalar_type(max(sizes) - 1))
         row = np.arange(n_states)

@@ -133,3 +133,12 @@ def test_a_dead_end_is_reported():
     for walk in (_NoLookAhead().sector, _NoLookAhead().count):
         with pytest.raises(ValueError, match="look-ahead is broken"):
             walk()
+
+
+class _Unhashable(_NoLookAhead):
+    __hash__ = None
+
+
+def test_an_unhashable_constraint_is_refused_clearly():
+    with pytest.raises(TypeError, match="must be hashable"):
+        _Unhashable().count()
