@@ -9,7 +9,7 @@ module from the system's Hilbert space, graph and constraint:
 * ``rnn``: `ARRNN` with a GRU or LSTM ``cell``, along the snake path on a 2D lattice.
 * ``rnn2d``: `AR2DRNN` (2D lattices only).
 * ``rbm``: NetKet's complex (holomorphic) `RBM`, or `RBMSymm` over the ``symmetry`` group; not autoregressive
-  (Metropolis sampling, `nqs.vmc.make_state`), so it refuses sign rules and constraints and ignores an
+  (Metropolis sampling, `nqs.states.make_state`), so it refuses sign rules and constraints and ignores an
   initial distribution (a product start is prepared by a VMC fit). With ``spin_flip`` it has no biases, which
   makes it exactly even under σ → −σ; ``jastrow`` multiplies it by `ansatze.jastrow.WithJastrow` over the same
   group (J = 0 at the start).

@@ -232,7 +232,7 @@ class StringStates(nn.Module):
 
     @nn.nowrap
     def exact_sampler(self) -> StringStatesSampler:
-        """The exact sampler of this mixture (used by `nqs.vmc.make_state`)."""
+        """The exact sampler of this mixture (used by `nqs.states.make_state`)."""
         return StringStatesSampler(self.hilbert)
 
     @nn.nowrap

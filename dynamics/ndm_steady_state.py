@@ -64,7 +64,14 @@ import optax
 
 from nqs import exact
 from nqs.exact import MAX_OPEN_SITES
-from nqs.run import DriverCallback, NonFiniteError, Rows, Run, check_output, resume_driver
+from nqs.run import (
+    DriverCallback,
+    NonFiniteError,
+    Rows,
+    Run,
+    check_output,
+    resume_driver,
+)
 from nqs.schedules import check_schedule, learning_rate_schedule
 from nqs.system import System
 from nqs.vmc import observables_row

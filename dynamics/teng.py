@@ -48,7 +48,12 @@ from dynamics.infidelity import (
     support_states,
 )
 from dynamics.product_expansions import SCHEMES, Scheme, Stage, get_scheme
-from dynamics.recording import DynamicsOutcome, DynamicsRecorder, check_hilbert, open_run
+from dynamics.recording import (
+    DynamicsOutcome,
+    DynamicsRecorder,
+    check_hilbert,
+    open_run,
+)
 from nqs import netket_compat
 from nqs.system import System
 

@@ -1,7 +1,8 @@
 """nqs: neural quantum states for closed and open quantum many-body systems, checked against exact results.
 
-Shared types live here: `System` (what builders return) and `Constraint` (sectors applied as masks by
-autoregressive ansätze). See DESIGN.md for the architecture.
+Shared types live here: `System` (what builders return), `Constraint` (sectors applied as masks by
+autoregressive ansätze) and `TokenMap` (the physical units of a system as groups of Hilbert modes). See
+DESIGN.md for the architecture.
 """
 
 import jax
@@ -10,7 +11,8 @@ jax.config.update("jax_enable_x64", True)
 
 from nqs.constraint import Constraint, U1Constraint, zero_magnetization
 from nqs.system import System
+from nqs.tokens import TokenMap
 
 __version__ = "0.1.0"
 
-__all__ = ["Constraint", "System", "U1Constraint", "__version__", "zero_magnetization"]
+__all__ = ["Constraint", "System", "TokenMap", "U1Constraint", "__version__", "zero_magnetization"]

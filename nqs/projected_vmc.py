@@ -57,9 +57,9 @@ from nqs import exact as exact_module
 from nqs.recipes import describe_ansatz
 from nqs.run import NonFiniteError, Run, check_finite_parameters, check_output
 from nqs.schedules import check_schedule, learning_rate_schedule
+from nqs.states import check_model_matches
 from nqs.symmetry import SymmetrySector
 from nqs.system import System
-from nqs.vmc import check_model_matches
 
 MAX_SECTOR_STATES = 2**20
 

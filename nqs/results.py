@@ -113,7 +113,7 @@ def _state_for(system: Any, model: Any, n_samples: int, seed: int) -> Any:
     POVM outcome distributions of open systems), a state on the model's own space with its exact sampler."""
     import netket as nk
 
-    from nqs.vmc import make_state
+    from nqs.states import make_state
 
     hilbert = getattr(model, "hilbert", None)
     if hilbert is None or hilbert == system.hilbert:

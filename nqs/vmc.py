@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import jax
 import netket as nk
 import numpy as np
 import optax
@@ -34,6 +33,7 @@ from nqs import exact as exact_module
 from nqs.recipes import describe_ansatz
 from nqs.run import DriverCallback, NonFiniteError, Run, check_output, resume_driver
 from nqs.schedules import check_schedule, learning_rate_schedule
+from nqs.states import make_state
 from nqs.system import System
 
 
@@ -128,60 +128,6 @@ class VMCOutcome:
     steps: int
     stop_reason: str
     wall_time: float
-
-
-def check_model_matches(system: System, model: Any) -> None:
-    """Raise ValueError when an ansatz was built for another Hilbert space or constraint than `system`."""
-    hilbert = getattr(model, "hilbert", None)
-    if hilbert is not None and hilbert != system.hilbert:
-        raise ValueError(f"the ansatz was built for {hilbert}, but the system's Hilbert space is {system.hilbert}")
-    constraint = getattr(model, "constraint", None)
-    if constraint is not None and system.constraint is not None and constraint != system.constraint:
-        raise ValueError(
-            f"the ansatz uses constraint {constraint.describe()}, the system has {system.constraint.describe()}"
-        )
-    if constraint is not None and system.constraint is None:
-        raise ValueError("the ansatz is constrained but the system has no constraint")
-
-
-MAX_ENUMERATED_STATES = 2**22
-
-
-def make_state(system: System, model: Any, *, n_samples: int, seed: int, chunk_size: int | None = None,
-               n_chains: int = 16, enumerate_samples: bool = False):
-    """An `MCState` for `model`: the model's own exact sampler when it offers one (`model.exact_sampler()`,
-    e.g. String States and symmetrised models), exact `ARDirectSampler` for autoregressive models, else
-    local Metropolis with `n_chains` chains (at least one per device). n_samples = 0: a `FullSumState`.
-    enumerate_samples: i.i.d. samples for any model from NetKet's `ExactSampler`, which evaluates |ψ|² on every
-    basis state per draw (at most 2^22 states): a check of Metropolis autocorrelation and mixing on small systems."""
-    check_model_matches(system, model)
-    if n_samples == 0:
-        return nk.vqs.FullSumState(system.hilbert, model, seed=seed, chunk_size=chunk_size)
-    exact_sampler = getattr(model, "exact_sampler", None)
-    if enumerate_samples:
-        if not system.hilbert.is_indexable or system.hilbert.n_states > MAX_ENUMERATED_STATES:
-            raise ValueError(f"enumerated sampling needs at most {MAX_ENUMERATED_STATES} basis states; "
-                             f"this Hilbert space has {system.hilbert.size} sites: use Metropolis or an exact sampler")
-        sampler = nk.sampler.ExactSampler(system.hilbert)
-        n_discard = 0
-    elif callable(exact_sampler):
-        sampler = exact_sampler()
-        n_discard = 0
-    elif isinstance(model, nk.models.AbstractARNN):
-        sampler = nk.sampler.ARDirectSampler(system.hilbert)
-        n_discard = 0
-    else:
-        sampler = nk.sampler.MetropolisLocal(system.hilbert, n_chains=max(n_chains, jax.device_count()))
-        n_discard = None
-    return nk.vqs.MCState(
-        sampler,
-        model,
-        n_samples=n_samples,
-        n_discard_per_chain=n_discard,
-        chunk_size=chunk_size,
-        seed=seed,
-        sampler_seed=seed + 1,
-    )
 
 
 def _make_driver(system: System, vstate, settings: VMCSettings):

@@ -16,16 +16,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import netket as nk
 import numpy as np
 from _common import ansatz_choice, config_of
 
 from ansatze.choice import AnsatzChoice, is_holomorphic
+from dynamics.integrators import INTEGRATORS
 from dynamics.product_expansions import SCHEMES
 from dynamics.recording import DynamicsOutcome
-from dynamics.tdvp import ERROR_NORMS, INTEGRATORS, SOLVERS, TDVPSettings, evolve_tdvp
+from dynamics.tdvp import ERROR_NORMS, SOLVERS, TDVPSettings, evolve_tdvp
 from dynamics.teng import TENGSettings, evolve_teng
-from nqs import results, vmc
+from nqs import results, states, vmc
 from nqs.system import System
 
 
@@ -46,7 +46,7 @@ def add_dynamics_options(
                             "separates Metropolis autocorrelation from the method's error")
     group.add_argument("--integrator", default="RK4", choices=sorted(INTEGRATORS), help="TDVP integrator")
     group.add_argument("--solver", default="pinv_smooth", choices=SOLVERS,
-                       help="TDVP linear solver (snr: Schmitt–Heyl filter, biased; see dynamics.tdvp)")
+                       help="TDVP linear solver (schmitt: NetKet's Schmitt–Heyl filter, biased; see dynamics.tdvp)")
     group.add_argument("--diag-shift", type=float, default=0.0, help="TDVP diagonal shift of the QGT")
     group.add_argument("--rtol-smooth", type=float, default=1e-10,
                        help="TDVP smooth pseudo-inverse cut-off relative to the largest QGT eigenvalue")
@@ -110,13 +110,11 @@ def quench_of(args: argparse.Namespace) -> Quench:
 
 
 def make_state(system: System, model: Any, *, samples: int, seed: int, enumerate_samples: bool = False) -> Any:
-    """`FullSumState` (``samples == 0``) or an `MCState` with `samples` samples from `nqs.vmc.make_state` (exact
+    """`nqs.states.make_state`: a `FullSumState` (``samples == 0``) or an `MCState` with `samples` samples (exact
     autoregressive sampling, Metropolis for other models, or enumerated i.i.d. samples)."""
-    if samples == 0:
-        return nk.vqs.FullSumState(system.hilbert, model, seed=seed)
     # Metropolis (non-autoregressive models): many short chains, kept warm from step to step
-    return vmc.make_state(system, model, n_samples=samples, seed=seed, n_chains=min(256, max(16, samples // 16)),
-                          enumerate_samples=enumerate_samples)
+    return states.make_state(system, model, n_samples=samples, seed=seed, n_chains=min(256, max(16, samples // 16)),
+                             enumerate_samples=enumerate_samples)
 
 
 def ground_state_variables(system: System, model: Any, quench: Quench, *, steps: int) -> Any:

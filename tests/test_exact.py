@@ -1,8 +1,13 @@
-"""Exact references: published energies, sector vs full space, free fermions, caching, checks."""
+"""Exact references: published energies, sector vs full space, free fermions, caching, checks, sector dimensions
+counted exactly, sector matrices in any order."""
 
+import math
+
+import netket as nk
 import numpy as np
 import pytest
 
+import nqs
 from hamiltonians import heisenberg, tfim
 from nqs import exact
 
@@ -48,3 +53,26 @@ def test_check_operators_detects_a_mismatch():
         exact.check_operators(broken)
 
 
+
+
+def test_sector_dimension_is_counted_exactly_at_any_size():
+    """Counted by the constraint, never estimated: C(N, N/2) beyond 2^21 (the old upper-bound regime) and beyond
+    NetKet's int64 `n_states`, and ground_state refuses sectors above its limit before enumerating them."""
+    for n in (24, 100):
+        hilbert = nk.hilbert.Spin(0.5, n)
+        system = nqs.System(builder="test.spins", hilbert=hilbert, hamiltonian=nk.operator.spin.sigmaz(hilbert, 0),
+                            constraint=nqs.zero_magnetization(n))
+        assert exact.sector_dimension(system) == math.comb(n, n // 2)
+    with pytest.raises(ValueError, match="too large for exact diagonalisation"):
+        exact.ground_state(system)
+    assert exact.sector_dimension(heisenberg(10)) == len(heisenberg(10).sector_states()) == 252
+
+
+def test_sector_matrix_follows_the_order_of_the_given_states():
+    s = heisenberg(6, J2=0.3)
+    states = s.sector_states()
+    order = np.random.default_rng(0).permutation(len(states))
+    full = exact.sector_matrix(s.hamiltonian, states).toarray()
+    np.testing.assert_array_equal(exact.sector_matrix(s.hamiltonian, states[order]).toarray(), full[np.ix_(order, order)])
+    with pytest.raises(ValueError, match="leaves the constrained sector"):
+        exact.sector_matrix(s.observables["nn_correlation_xx"], states)

@@ -105,7 +105,7 @@ def test_bad_groups_are_refused():
 
 def test_vmc_uses_the_exact_mixture_sampler():
     from hamiltonians import heisenberg
-    from nqs.vmc import make_state
+    from nqs.states import make_state
 
     system = heisenberg(6, marshall=True)
     base = ARTransformer(system.hilbert, layers=1, features=8, heads=2, constraint=system.constraint, phase=False)

@@ -193,7 +193,7 @@ def test_a_run_starts_from_the_parameters_of_a_result_file(tmp_path, chain6):
 def test_enumerated_samples_follow_the_born_distribution_of_any_model():
     from scipy.stats import chisquare
 
-    from nqs.vmc import make_state
+    from nqs.states import make_state
 
     system = tfim(6, h=0.5)
     model = nk.models.RBM(alpha=1, param_dtype=complex)

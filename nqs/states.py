@@ -1,0 +1,146 @@
+"""Variational states of a System: which NetKet state and sampler a model gets (`make_state`), and the check that a
+model was built for the system (`check_model_matches`).
+
+A constrained System keeps its unconstrained `hilbert` (exact autoregressive sampling needs it; its operators act
+there) and every state lives on it. A model *carries the sector* when it has the system's constraint (autoregressive
+ansätze mask their conditionals with it, so ψ = 0 off the sector). Such a model is summed (`FullSumState`) or sampled
+(its exact sampler, `ARDirectSampler`, `ExactSampler`) as on an unconstrained system. Any other model is sampled by
+Metropolis with a rule that keeps the sector, from chains started inside it (`SectorExchangeRule`); a full sum,
+enumerated or autoregressive sampling of such a model would leave the sector and is refused.
+
+Why not NetKet's constrained space (`System.sector_hilbert()`): an `MCState` on it refuses every operator of the
+System, which acts on `hilbert` ("Non matching hilbert spaces", `netket.vqs.mc.common.check_hilbert`, NetKet 3.23).
+The Metropolis chains of a model that does not carry the sector stay inside it, but the local estimator
+Σ_x' O_xx' ψ(x')/ψ(x) still evaluates ψ at the configurations x' an operator reaches: operators that keep the sector
+(the Hamiltonian) give the expectation value of the projected state P ψ, operators that leave it (σˣ_i in a fixed-S^z
+sector) ⟨Pψ|O|ψ⟩/⟨Pψ|Pψ⟩ — NetKet's convention on constrained spaces too. Models that carry the sector have no such
+caveat.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import netket as nk
+from netket.utils import struct
+
+from nqs.constraint import Constraint, U1Constraint
+from nqs.sectors import random_configurations
+from nqs.system import System
+
+MAX_ENUMERATED_STATES = 2**22
+
+
+def check_model_matches(system: System, model: Any) -> None:
+    """Raise ValueError when an ansatz was built for another Hilbert space or constraint than `system`."""
+    hilbert = getattr(model, "hilbert", None)
+    if hilbert is not None and hilbert != system.hilbert:
+        raise ValueError(f"the ansatz was built for {hilbert}, but the system's Hilbert space is {system.hilbert}")
+    constraint = getattr(model, "constraint", None)
+    if constraint is not None and system.constraint is not None and constraint != system.constraint:
+        raise ValueError(
+            f"the ansatz uses constraint {constraint.describe()}, the system has {system.constraint.describe()}"
+        )
+    if constraint is not None and system.constraint is None:
+        raise ValueError("the ansatz is constrained but the system has no constraint")
+
+
+class SectorExchangeRule(nk.sampler.rules.ExchangeRule):
+    """NetKet's exchange rule (swap the values of the two modes of a random cluster, `clusters`) with chains started
+    inside the sector: `random_state` draws token values from the constraint's masks (`nqs.sectors.
+    random_configurations`). Swaps conserve a U(1) charge that assigns one charge table to every mode, so the chains
+    never leave its sector; one token per mode on a homogeneous space."""
+
+    constraint: Constraint = struct.field(pytree_node=False)
+
+    def __init__(self, constraint: Constraint, *, clusters):
+        super().__init__(clusters=clusters)
+        self.constraint = constraint
+
+    def random_state(self, sampler, machine, params, sampler_state, key):
+        values = random_configurations(self.constraint, (self.constraint.local_size,) * self.constraint.n_sites, key,
+                                       sampler.n_batches)
+        return sampler.hilbert.local_indices_to_states(values).astype(sampler.dtype)
+
+    def __repr__(self):
+        return f"SectorExchangeRule({self.constraint.describe()}, # of clusters: {len(self.clusters)})"
+
+
+def _leaves_sector(system: System, what: str, metropolis: bool = True) -> ValueError:
+    alternatives = "sample it by Metropolis (n_samples > 0: a rule that keeps the sector), " if metropolis else ""
+    return ValueError(
+        f"the model does not carry the system's constraint {system.constraint.describe()}, so {what} over "
+        "system.hilbert would leave the sector: build it with constraint=system.constraint (autoregressive ansätze "
+        f"mask the sector exactly), {alternatives}or build the system without the constraint"
+    )
+
+
+def sector_rule(system: System) -> nk.sampler.rules.MetropolisRule:
+    """A Metropolis rule whose chains stay in the system's sector: exchanges along the graph's edges (all pairs of
+    sites when there is no connected graph) for a U(1) constraint with one token per mode on a homogeneous space.
+    ValueError, naming the alternatives, for constraints no such rule is known for."""
+    constraint, n = system.constraint, system.n_tokens
+    if not (isinstance(constraint, U1Constraint) and system.token_map.is_identity
+            and isinstance(system.hilbert, nk.hilbert.HomogeneousHilbert) and n > 1):
+        raise ValueError(
+            f"no Metropolis rule that keeps the sector of {constraint.describe()} is known here: use a model that "
+            "samples it exactly (an autoregressive ansatz built with constraint=system.constraint, or a model with an "
+            "exact_sampler())"
+        )
+    graph = system.graph
+    if graph is not None and graph.is_connected():
+        clusters = [tuple(edge) for edge in graph.edges()]
+    else:
+        clusters = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    return SectorExchangeRule(constraint, clusters=clusters)
+
+
+def _sampler(system: System, model: Any, n_chains: int, enumerate_samples: bool) -> tuple[Any, int | None]:
+    """(sampler, n_discard_per_chain) for `make_state`."""
+    carries_sector = system.constraint is None or getattr(model, "constraint", None) is not None
+    if enumerate_samples:
+        if not carries_sector:
+            raise _leaves_sector(system, "enumerated sampling")
+        if not system.hilbert.is_indexable or system.hilbert.n_states > MAX_ENUMERATED_STATES:
+            raise ValueError(f"enumerated sampling needs at most {MAX_ENUMERATED_STATES} basis states; "
+                             f"this Hilbert space has {system.hilbert.size} sites: use Metropolis or an exact sampler")
+        return nk.sampler.ExactSampler(system.hilbert), 0
+    exact_sampler = getattr(model, "exact_sampler", None)
+    if callable(exact_sampler) or isinstance(model, nk.models.AbstractARNN):
+        if not carries_sector:
+            raise _leaves_sector(system, "its exact sampler", metropolis=False)
+        return (exact_sampler() if callable(exact_sampler) else nk.sampler.ARDirectSampler(system.hilbert)), 0
+    n_chains = max(n_chains, jax.device_count())
+    if system.constraint is None:
+        return nk.sampler.MetropolisLocal(system.hilbert, n_chains=n_chains), None
+    return nk.sampler.MetropolisSampler(system.hilbert, sector_rule(system), n_chains=n_chains), None
+
+
+def make_state(system: System, model: Any, *, n_samples: int, seed: int, chunk_size: int | None = None,
+               n_chains: int = 16, enumerate_samples: bool = False) -> nk.vqs.MCState | nk.vqs.FullSumState:
+    """A NetKet variational state of `model` on `system.hilbert` (module docstring for constrained systems).
+
+    n_samples = 0: a `FullSumState` (over the sector's support: the model must carry the constraint). Otherwise an
+    `MCState` sampled by the model's own exact sampler when it offers one (`model.exact_sampler()`, e.g. String
+    States and symmetrised models), exact `ARDirectSampler` for autoregressive models, else Metropolis with `n_chains`
+    chains (at least one per device): single-site flips (`MetropolisLocal`) when unconstrained, `sector_rule` when
+    constrained. enumerate_samples: i.i.d. samples for any model from NetKet's `ExactSampler`, which evaluates |ψ|²
+    on every basis state per draw (at most `MAX_ENUMERATED_STATES` states): a check of Metropolis autocorrelation
+    and mixing on small systems. ValueError for a model built for another system, or a sum/sampler that would leave
+    the sector."""
+    check_model_matches(system, model)
+    if n_samples == 0:
+        if system.constraint is not None and getattr(model, "constraint", None) is None:
+            raise _leaves_sector(system, "a full sum")
+        return nk.vqs.FullSumState(system.hilbert, model, seed=seed, chunk_size=chunk_size)
+    sampler, n_discard = _sampler(system, model, n_chains, enumerate_samples)
+    return nk.vqs.MCState(
+        sampler,
+        model,
+        n_samples=n_samples,
+        n_discard_per_chain=n_discard,
+        chunk_size=chunk_size,
+        seed=seed,
+        sampler_seed=seed + 1,
+    )
