@@ -1,8 +1,8 @@
 """nqs: neural quantum states for closed and open quantum many-body systems, checked against exact results.
 
 Shared types live here: `System` (what builders return), `Constraint` (sectors applied as masks by
-autoregressive ansätze) and `TokenMap` (the physical units of a system as groups of Hilbert modes). See
-DESIGN.md for the architecture.
+autoregressive ansätze) and `TokenMap` (the physical units of a system as groups of Hilbert modes). The
+architecture is described in docs/design.md.
 """
 
 import jax

@@ -111,6 +111,13 @@ def _check_fits(template: Any, restored: Any, what: str) -> None:
             raise ValueError(f"the {what} have shape {np.shape(b)} where the model has {np.shape(a)}")
 
 
+def _holds_driver(state: Any) -> bool:
+    """True for a method state holding a NetKet driver (validated by flax's own restore instead)."""
+    if isinstance(state, struct.Pytree):
+        return True
+    return isinstance(state, Mapping) and any(isinstance(v, struct.Pytree) for v in state.values())
+
+
 class Rows:
     """Recorded history rows (`rows`) and their columns (`series`); runs and method outcomes share it."""
 
@@ -165,7 +172,8 @@ class Run(Rows):
         differ = []
         for group, attrs in groups.items():
             new, old = normalised_attrs(attrs), stored[group]
-            differ += [f"{group}.{k}" for k in sorted(set(old) | set(new)) if k not in ignore and old.get(k) != new.get(k)]
+            keys = sorted(set(old) | set(new))
+            differ += [f"{group}.{k}" for k in keys if k not in ignore and old.get(k) != new.get(k)]
         if differ:
             raise ResultFileError(f"cannot resume {self._file.path}: it holds another run; it differs in {differ}")
 
@@ -198,7 +206,7 @@ class Run(Rows):
             restored = flax.serialization.from_bytes(params, blobs.params)
             _check_fits(params, restored, "parameters")
             method_state = None if state is None else flax.serialization.from_bytes(state, blobs.state)
-            if state is not None and not isinstance(state, struct.Pytree):
+            if state is not None and not _holds_driver(state):
                 _check_fits(state, method_state, "method state")
             models = model_state
             if model_state is not None and blobs.model_state:
@@ -307,17 +315,40 @@ class DriverCallback(AbstractCallback):
         self.completed = step + 1
         stopping = self.stop_reason != "n_steps"
         if (step + 1) % self.checkpoint_every == 0 or step + 1 >= self.n_steps or stopping:
-            self.run.checkpoint(step, driver.state.parameters, driver, driver.state.model_state)
+            self.run.checkpoint(step, driver.state.parameters, _driver_state(driver), driver.state.model_state)
         if stopping:
             raise StopRun(f"{self.stop_reason} reached at step {step}")
 
 
+def _sampler_states(vstate: Any) -> dict[str, Any]:
+    """The current sampler states of a variational state (and of the diagonal of a mixed state). NetKet's own
+    serialisation of an `MCMixedState` keeps the sampler state from *before* the last sampling, which replays
+    that sampling after a restore; a bit-identical continuation needs the current ones."""
+    out = {}
+    if getattr(vstate, "sampler_state", None) is not None:
+        out["main"] = vstate.sampler_state
+    diagonal = getattr(vstate, "diagonal", None)
+    if diagonal is not None:
+        out["diagonal"] = diagonal.sampler_state
+    return out
+
+
+def _driver_state(driver: Any) -> dict[str, Any]:
+    """A NetKet driver's checkpoint state: the driver itself (flax serialisation: variational state, optimiser
+    state, step count) and the current sampler states."""
+    return {"driver": driver, "samplers": _sampler_states(driver.state)}
+
+
 def resume_driver(run: Run, driver: Any) -> Any:
-    """The NetKet driver restored from the run's checkpoint (its step counter after the checkpointed step), or
-    `driver` itself for a fresh start."""
-    checkpoint = run.restore(driver.state.parameters, driver)
+    """The NetKet driver restored from the run's checkpoint (its step counter after the checkpointed step, its
+    samplers where they were), or `driver` itself for a fresh start."""
+    checkpoint = run.restore(driver.state.parameters, _driver_state(driver))
     if checkpoint is None:
         return driver
-    restored = checkpoint.state
+    restored, samplers = checkpoint.state["driver"], checkpoint.state["samplers"]
     netket_compat.set_step_count(restored, checkpoint.step + 1)
+    if "main" in samplers:
+        restored.state.sampler_state = samplers["main"]
+    if "diagonal" in samplers:
+        restored.state.diagonal.sampler_state = samplers["diagonal"]
     return restored

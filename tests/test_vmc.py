@@ -184,10 +184,27 @@ def test_a_run_starts_from_the_parameters_of_a_result_file(tmp_path, chain6):
                  out=str(tmp_path / "b.h5"), progress=False, initial_parameters=lambda fresh: loaded)
     start = results.load(tmp_path / "b.h5").history["energy"][0]
     assert start == pytest.approx(float(first.energy.mean.real), rel=1e-10)
-    with ResultFile(tmp_path / "empty.h5", kind="ground_state", config={}, seed=0):
+    with ResultFile(tmp_path / "empty.h5", kind="ground_state"):
         pass
     with pytest.raises(ResultFileError, match="no checkpoint"):
         results.load_parameters(tmp_path / "empty.h5")
+
+
+def test_load_state_rebuilds_system_ansatz_and_state(tmp_path, chain6):
+    """`results.load_state` rebuilds the System from its builder and arguments, the ansatz from its recorded recipe and
+    a state holding the checkpointed parameters: its exact energy is the run's final one, and a new observable can
+    be measured on it."""
+    settings = VMCSettings(n_steps=3, n_samples=0, learning_rate=0.05, solver="sr", diag_shift=1e-2, n_samples_final=0)
+    first = ground_state(chain6, _tiny(chain6), settings, seed=0, out=str(tmp_path / "a.h5"), progress=False)
+    loaded = results.load_state(tmp_path / "a.h5", n_samples=0)
+    assert loaded.system.describe() == chain6.describe()
+    assert loaded.model == _tiny(chain6)
+    energy = loaded.vstate.expect(loaded.system.hamiltonian).mean
+    assert float(np.real(energy)) == pytest.approx(float(first.energy.mean.real), rel=1e-12)
+    sampled = results.load_state(tmp_path / "a.h5", n_samples=64)  # exact autoregressive samples, in the sector
+    assert np.all(np.asarray(sampled.vstate.samples).reshape(-1, 6).sum(-1) == 0)
+    corr = nk.operator.spin.sigmaz(loaded.system.hilbert, 0) * nk.operator.spin.sigmaz(loaded.system.hilbert, 3)
+    assert np.isfinite(float(np.real(loaded.vstate.expect(corr).mean)))
 
 
 def test_enumerated_samples_follow_the_born_distribution_of_any_model():
