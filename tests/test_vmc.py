@@ -203,7 +203,7 @@ def test_load_state_rebuilds_system_ansatz_and_state(tmp_path, chain6):
     assert float(np.real(energy)) == pytest.approx(float(first.energy.mean.real), rel=1e-12)
     sampled = results.load_state(tmp_path / "a.h5", n_samples=64)  # exact autoregressive samples, in the sector
     assert np.all(np.asarray(sampled.vstate.samples).reshape(-1, 6).sum(-1) == 0)
-    corr = nk.operator.spin.sigmaz(loaded.system.hilbert, 0) * nk.operator.spin.sigmaz(loaded.system.hilbert, 3)
+    corr = nk.operator.spin.sigmaz(loaded.system.hilbert, 0) @ nk.operator.spin.sigmaz(loaded.system.hilbert, 3)
     assert np.isfinite(float(np.real(loaded.vstate.expect(corr).mean)))
 
 
