@@ -5,9 +5,10 @@ The file layout is described in `nqs.result_file` (the writer) and `docs/referen
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +67,7 @@ def load(path: str | Path) -> Result:
         ResultFileError: it is not HDF5, it is HDF5 but not an nqs result file, or its format_version is unsupported.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    with open_for_reading(path) as file:
-        check_format(file, path)
+    with _opened(path) as file:
         checkpoint = read_checkpoint(file)
         step = None if checkpoint is None else checkpoint.step
         return Result(
@@ -84,12 +82,19 @@ def load(path: str | Path) -> Result:
         )
 
 
-def _checkpoint_of(path: str | Path):
-    path = Path(path)
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[h5py.File]:
+    """A result file of the current format, open for reading (FileNotFoundError, ResultFileError otherwise)."""
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     with open_for_reading(path) as file:
         check_format(file, path)
+        yield file
+
+
+def _checkpoint_of(path: str | Path):
+    path = Path(path)
+    with _opened(path) as file:
         checkpoint = read_checkpoint(file)
     if checkpoint is None:
         raise ResultFileError(f"{path} has no checkpoint, so no parameters to load")
