@@ -55,8 +55,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Unpack
 
 import netket as nk
 import numpy as np
@@ -69,6 +69,7 @@ from nqs.run import (
     NonFiniteError,
     Rows,
     Run,
+    RunOptions,
     check_output,
     resume_driver,
 )
@@ -245,13 +246,10 @@ def find_ndm_steady_state(
     system: System,
     settings: NDMSettings | None = None,
     *,
-    out: str | None = None,
-    mode: str = "fail",
-    config: Mapping[str, Any] | None = None,
     seed: int = 0,
-    progress: bool = True,
     exact_reference: bool | None = None,
     initial_parameters: Callable[[Any], Any] | None = None,
+    **run: Unpack[RunOptions],
 ) -> NDMOutcome:
     """Steady state of `system` by minimising C = Tr[ρ†𝓛†𝓛ρ]/Tr[ρ†ρ] over `nk.models.NDM` with NetKet's
     `SteadyState` driver and SR (module docstring).
@@ -274,7 +272,7 @@ def find_ndm_steady_state(
     """
     settings = settings or NDMSettings()
     t_start = time.perf_counter()
-    check_output(out, mode, "steady_state")
+    check_output("steady_state", **run)
     lind = liouvillian(system)  # validates the system
     vstate = make_mixed_state(lind, settings, seed=seed)
     if initial_parameters is not None:
@@ -285,25 +283,24 @@ def find_ndm_steady_state(
               "n_parameters": int(vstate.n_parameters)}
     method = {"name": METHOD_NAME, **dataclasses.asdict(settings), "sampler": "MetropolisLocal", "optimizer": "sgd",
               "preconditioner": "SR", "liouvillian": "netket.operator.LocalLiouvillian"}
-    with Run(out, mode, kind="steady_state", system=system, ansatz=ansatz, method=method, config=config,
-             seed=seed) as run:
-        driver = resume_driver(run, driver)
+    with Run(kind="steady_state", system=system, ansatz=ansatz, method=method, seed=seed, **run) as recording:
+        driver = resume_driver(recording, driver)
         if exact_reference is None:
             exact_reference = system.n_sites <= MAX_OPEN_SITES
         rho_exact, reference = _exact_reference(system) if exact_reference else (None, {})
-        run.write_exact(reference)
+        recording.write_exact(reference)
         fullsum = _FullSum(system, rho_exact) if system.n_sites <= settings.full_sum_max_sites else None
-        recorder = DriverCallback(run, loss="ldagl", n_steps=settings.n_steps,
+        recorder = DriverCallback(recording, loss="ldagl", n_steps=settings.n_steps,
                                   checkpoint_every=settings.checkpoint_every, extra_row=_extra_row(system, settings,
                                                                                                    fullsum),
                                   hint="Lower the learning rate, raise diag_shift or use more samples.")
         remaining = settings.n_steps - driver.step_count
         if remaining > 0:
-            driver.run(remaining, callback=recorder, show_progress=progress)
+            driver.run(remaining, callback=recorder, show_progress=recording.progress)
         vstate, steps = driver.state, max(driver.step_count, recorder.completed)
-        observables, full = _final_row(run, system, settings, vstate, fullsum, steps)
+        observables, full = _final_row(recording, system, settings, vstate, fullsum, steps)
     ldagl = driver.ldagl if remaining > 0 else None
-    return NDMOutcome(vstate, ldagl, observables, full, dict(reference), run.rows, steps,
+    return NDMOutcome(vstate, ldagl, observables, full, dict(reference), recording.rows, steps,
                       time.perf_counter() - t_start)
 
 

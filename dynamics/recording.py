@@ -15,14 +15,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import netket as nk
 import numpy as np
 
 from nqs import exact
 from nqs.recipes import describe_ansatz
-from nqs.run import Rows, Run
+from nqs.run import Rows, Run, RunOptions
 from nqs.system import System
 
 MAX_EXACT_STATES = 2**16
@@ -39,11 +39,11 @@ class DynamicsOutcome(Rows):
     wall_time: float
 
 
-def open_run(out: str | None, mode: str, system: System, vstate: Any, method: Mapping[str, Any],
-             config: Mapping[str, Any] | None, seed: int, ansatz: Mapping[str, Any] | None) -> Run:
+def open_run(system: System, vstate: Any, method: Mapping[str, Any], seed: int, ansatz: Mapping[str, Any] | None,
+             **run: Unpack[RunOptions]) -> Run:
     """The run of a dynamics method (kind "dynamics"), with the ansatz described from the state."""
-    return Run(out, mode, kind="dynamics", system=system, ansatz=describe_ansatz(vstate, ansatz, system),
-               method=method, config=config, seed=seed)
+    return Run(kind="dynamics", system=system, ansatz=describe_ansatz(vstate, ansatz, system), method=method,
+               seed=seed, **run)
 
 
 def check_hilbert(system: System, vstate: Any) -> None:

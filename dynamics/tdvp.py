@@ -43,7 +43,7 @@ import dataclasses
 import functools
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +61,7 @@ from dynamics.recording import (
     open_run,
 )
 from nqs import netket_compat
+from nqs.run import RunOptions
 from nqs.system import System
 
 SOLVERS = ("pinv_smooth", "cholesky", "svd", "schmitt")
@@ -247,13 +248,10 @@ def evolve_tdvp(
     vstate: Any,
     settings: TDVPSettings | None = None,
     *,
-    out: str | None = None,
-    mode: str = "fail",
-    config: Mapping[str, Any] | None = None,
     seed: int = 0,
     ansatz: Mapping[str, Any] | None = None,
     exact: bool = True,
-    progress: bool = True,
+    **run: Unpack[RunOptions],
 ) -> DynamicsOutcome:
     """Evolve `vstate` under `system.hamiltonian` with TDVP and record it at `settings.n_save` times.
 
@@ -261,18 +259,18 @@ def evolve_tdvp(
         system: the closed system whose Hamiltonian generates the evolution.
         vstate: a NetKet `MCState` or `FullSumState` on `system.hilbert` (modified in place).
         settings: integration and regularisation settings.
-        out, mode, config, seed, ansatz: result file path and metadata (see `nqs.results.ResultFile`).
+        seed, ansatz: metadata of the result file (the ansatz description defaults to the model's own).
         exact: compute the exact trajectory (when the Hilbert space has at most 2^16 states).
-        progress: show NetKet's progress bar.
+        run: `out`, `mode`, `config`, `progress` (`nqs.run.RunOptions`).
     """
     settings = settings or TDVPSettings()
     check_hilbert(system, vstate)
     t_start = time.perf_counter()
     method = {"name": "dynamics.tdvp", **dataclasses.asdict(settings)}
-    with open_run(out, mode, system, vstate, method, config, seed, ansatz) as run:
+    with open_run(system, vstate, method, seed, ansatz, **run) as recording:
         times = settings.times
         with_exact = exact and settings.propagation == "real"
-        recorder, state, first = DynamicsRecorder.start(system, vstate, times, run, with_exact, steps=0)
+        recorder, state, first = DynamicsRecorder.start(system, vstate, times, recording, with_exact, steps=0)
         driver = _make_driver(system, vstate, settings, t0=float(times[first]))
         residual = _ResidualEstimator(system, vstate, settings.propagation, exact=settings.exact_residual,
                                       holomorphic=settings.holomorphic)
@@ -282,8 +280,8 @@ def evolve_tdvp(
         remaining = settings.t_end - float(times[first])
         if remaining > 0:
             driver.run(remaining, tstops=times[first + 1:], callback=[callbacks.on_stop, callbacks],
-                       show_progress=progress)
-    return DynamicsOutcome(vstate, times, run.rows, recorder.trajectory, time.perf_counter() - t_start)
+                       show_progress=recording.progress)
+    return DynamicsOutcome(vstate, times, recording.rows, recorder.trajectory, time.perf_counter() - t_start)
 
 
 class _SavePoints(nk.callbacks.AbstractCallback):

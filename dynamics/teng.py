@@ -30,13 +30,12 @@ import dataclasses
 import math
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import jax
 import jax.numpy as jnp
 import netket as nk
 import numpy as np
-from tqdm.auto import tqdm
 
 from dynamics.infidelity import (
     RealView,
@@ -55,6 +54,7 @@ from dynamics.recording import (
     open_run,
 )
 from nqs import netket_compat
+from nqs.run import RunOptions
 from nqs.system import System
 
 
@@ -267,13 +267,10 @@ def evolve_teng(
     vstate: Any,
     settings: TENGSettings | None = None,
     *,
-    out: str | None = None,
-    mode: str = "fail",
-    config: Mapping[str, Any] | None = None,
     seed: int = 0,
     ansatz: Mapping[str, Any] | None = None,
     exact: bool = True,
-    progress: bool = True,
+    **run: Unpack[RunOptions],
 ) -> DynamicsOutcome:
     """Evolve `vstate` under `system.hamiltonian` with TENG and record it at `settings.n_save` times.
 
@@ -287,26 +284,26 @@ def evolve_teng(
         system: the closed system whose Hamiltonian generates the evolution.
         vstate: `nk.vqs.FullSumState` (exact sums) or `nk.vqs.MCState` on `system.hilbert`; changed in place.
         settings: time grid, scheme and fit settings.
-        out, mode, config, seed, ansatz: result file path and metadata (see `nqs.results.ResultFile`).
+        seed, ansatz: metadata of the result file (the ansatz description defaults to the model's own).
         exact: compute the exact trajectory (when the Hilbert space has at most 2^16 states).
-        progress: show a progress bar over the time steps.
+        run: `out`, `mode`, `config`, `progress` (`nqs.run.RunOptions`; the bar runs over the time steps).
     """
     settings = settings or TENGSettings()
     check_hilbert(system, vstate)
     t_start = time.perf_counter()
     scheme = get_scheme(settings.scheme)
     method = {"name": "dynamics.teng", "scheme_order": scheme.order, **dataclasses.asdict(settings)}
-    with open_run(out, mode, system, vstate, method, config, seed, ansatz) as run:
+    with open_run(system, vstate, method, seed, ansatz, **run) as recording:
         times = settings.times
         with_exact = exact and settings.propagation == "real"
-        recorder, state, first = DynamicsRecorder.start(system, vstate, times, run, with_exact,
+        recorder, state, first = DynamicsRecorder.start(system, vstate, times, recording, with_exact,
                                                         damping=settings.damping)
         if first == 0:
             recorder.record(0, 0.0, vstate)
         fitter = _Fitter(system, vstate, settings)
         every = settings.n_steps // (settings.n_save - 1)
         damping = float(state["damping"])
-        bar = tqdm(total=settings.n_steps, initial=first * every, disable=not progress, desc="TENG")
+        bar = recording.progress_bar(settings.n_steps, "TENG", initial=first * every)
         for index in range(first + 1, settings.n_save):
             reports, damping = _advance(fitter, scheme, vstate, every, damping, float(times[index]), bar)
             final = [r.losses[-1] for r in reports]
@@ -319,7 +316,7 @@ def evolve_teng(
             })
             recorder.checkpoint(index, vstate, {**state, "damping": damping})
         bar.close()
-    return DynamicsOutcome(vstate, times, run.rows, recorder.trajectory, time.perf_counter() - t_start)
+    return DynamicsOutcome(vstate, times, recording.rows, recorder.trajectory, time.perf_counter() - t_start)
 
 
 def _advance(fitter: _Fitter, scheme: Scheme, vstate: Any, n_steps: int, damping: float, t_next: float,

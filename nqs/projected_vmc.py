@@ -43,7 +43,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import flax.serialization
 import jax
@@ -51,11 +51,10 @@ import jax.numpy as jnp
 import netket as nk
 import numpy as np
 from jax.experimental import sparse as jsparse
-from tqdm.auto import tqdm
 
 from nqs import exact as exact_module
 from nqs.recipes import describe_ansatz
-from nqs.run import NonFiniteError, Run, check_finite_parameters, check_output
+from nqs.run import NonFiniteError, Run, RunOptions, check_finite_parameters, check_output
 from nqs.schedules import check_schedule, learning_rate_schedule
 from nqs.states import check_model_matches
 from nqs.symmetry import SymmetrySector
@@ -239,12 +238,9 @@ def projected_ground_state(
     characters: Any = None,
     spin_flip: int | None = None,
     seed: int = 0,
-    out: str | None = None,
-    mode: str = "fail",
-    config: Mapping[str, Any] | None = None,
     exact: bool = True,
-    progress: bool = True,
     initial_parameters: Callable[[Any], Any] | None = None,
+    **run: Unpack[RunOptions],
 ) -> ProjectedOutcome:
     """Minimise the exact energy of ψ_G = Σ_g χ_g ψ_θ(g ·) over θ (module docstring).
 
@@ -257,10 +253,9 @@ def projected_ground_state(
         characters: χ_g per permutation (default: all 1); with `spin_flip` = ±1 the flip joins the group with that
             character. The 4×4 J1-J2 ground state (Marshall-rotated H) has all χ = 1 and spin_flip = +1.
         seed: seeds the parameter initialisation.
-        out, mode, config: result file path, "fail" / "overwrite" / "resume", and the configuration to store.
         exact: compute the ED ground state for the relative error and the fidelity.
-        progress: show a progress bar.
         initial_parameters: maps the initial parameters to the starting ones (e.g. a transfer); ignored on resume.
+        run: `out`, `mode`, `config`, `progress` (`nqs.run.RunOptions`).
 
     Raises ValueError for a sector that is too large or not closed under the group, characters that are not a
     one-dimensional representation, a representation that no configuration carries, a Hamiltonian that does not
@@ -268,27 +263,26 @@ def projected_ground_state(
     """
     settings = settings or ProjectedSettings()
     t_start = time.perf_counter()
-    check_output(out, mode, "ground_state")
+    check_output("ground_state", **run)
     search = _Search.build(system, model, permutations, settings, characters, spin_flip, seed, initial_parameters)
     ansatz = describe_ansatz(_Described(model, search.flat.size), system=system)
     ansatz["projection"] = {"group_order": search.sector.group_order, "spin_flip": spin_flip,
                             "characters": "trivial" if characters is None else np.asarray(characters).tolist(),
                             "n_orbits": search.sector.n_orbits}
     method = {"name": "nqs.projected_vmc.projected_ground_state", **dataclasses.asdict(settings)}
-    with Run(out, mode, kind="ground_state", system=system, ansatz=ansatz, method=method, config=config,
-             seed=seed) as run:
-        checkpoint = run.restore(search.parameters(search.flat), model_state=search.model_state)
+    with Run(kind="ground_state", system=system, ansatz=ansatz, method=method, seed=seed, **run) as recording:
+        checkpoint = recording.restore(search.parameters(search.flat), model_state=search.model_state)
         flat, step = (search.flat, 0) if checkpoint is None else (search.flatten(checkpoint.params), checkpoint.step + 1)
         reference = exact_module.ground_state(system) if exact else None
         if reference is not None:
-            run.write_exact({"energy": reference.energy, "fidelity": 1.0, **reference.observables})
+            recording.write_exact({"energy": reference.energy, "fidelity": 1.0, **reference.observables})
         fidelity = _fidelity_to(None if reference is None else reference.state[
             np.asarray(system.hilbert.states_to_numbers(search.sector.states))])
-        flat, step, stop_reason = _descend(run, search, flat, step, reference, fidelity, progress)
+        flat, step, stop_reason = _descend(recording, search, flat, step, reference, fidelity)
         amplitudes, (psi_r, psi_all, weights, local, energy, variance) = search.orbits.evaluate(search.unravel(flat))
         final = _observables_row(system, search.sector, psi_all, fidelity)
         energy_value = float(jnp.real(energy))
-        run.append({"step": float(step), "energy": energy_value, "energy_error": 0.0,
+        recording.append({"step": float(step), "energy": energy_value, "energy_error": 0.0,
                     "energy_variance": float(variance), **final})
     psi = np.asarray(psi_all)
     exact_energy = None if reference is None else reference.energy
@@ -363,13 +357,13 @@ def _fidelity_to(ground_vector: np.ndarray | None) -> Callable[[Any], float | No
     return fidelity
 
 
-def _descend(run: Run, search: _Search, flat, step: int, reference, fidelity, progress: bool):
+def _descend(run: Run, search: _Search, flat, step: int, reference, fidelity):
     """The natural-gradient steps from `step` to `settings.n_steps` (or the energy tolerance): a history row per
     step, a checkpoint every `checkpoint_every` steps. Returns (θ, steps done, stop reason)."""
     settings, orbits, unravel = search.settings, search.orbits, search.unravel
     schedule = learning_rate_schedule(settings.lr_schedule, settings.learning_rate, settings.lr_final,
                                       settings.n_steps)
-    bar = tqdm(total=settings.n_steps, initial=step, disable=not progress, desc="projected VMC")
+    bar = run.progress_bar(settings.n_steps, "projected VMC", initial=step)
     stop_reason = "n_steps"
     while step < settings.n_steps:
         amplitudes, (psi_r, psi_all, weights, local, energy, variance) = orbits.evaluate(unravel(flat))

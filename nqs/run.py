@@ -30,7 +30,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypedDict
 
 import flax.serialization
 import jax
@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from netket.callbacks import AbstractCallback, StopRun
 from netket.utils import struct
+from tqdm.auto import tqdm
 
 from nqs import netket_compat
 from nqs.result_file import (
@@ -60,6 +61,24 @@ class NonFiniteError(FloatingPointError):
     """Raised when the loss, its variance or the parameters become NaN or infinite."""
 
 
+class RunOptions(TypedDict, total=False):
+    """Where and how a method records its run: the keyword arguments every method takes (``**run``) and hands to
+    `Run`.
+
+    Keys:
+        out: path of the HDF5 result file, or None (the default) to write nothing.
+        mode: "fail" (the default: refuse an existing file), "overwrite" (replace it once the new run has a row)
+            or "resume" (continue it from its checkpoint; a missing file starts afresh).
+        config: the full experiment configuration, stored in the file (and compared on resume when given).
+        progress: show a progress bar (default True; False is quiet).
+    """
+
+    out: str | Path | None
+    mode: str
+    config: Mapping[str, Any] | None
+    progress: bool
+
+
 def system_attrs(system: System) -> dict[str, Any]:
     """/system attributes: builder, builder arguments (one attribute each and all of them as "params"),
     conventions (JSON and one "convention_<key>" each), constraint, sizes and the other entries of `describe()`."""
@@ -72,9 +91,10 @@ def system_attrs(system: System) -> dict[str, Any]:
     return {**params, **desc, "params": params, **{f"convention_{k}": v for k, v in conventions.items()}}
 
 
-def check_output(out: str | Path | None, mode: str, kind: str) -> None:
+def check_output(kind: str, out: str | Path | None = None, mode: str = "fail", **_: Any) -> None:
     """Fail fast, before any model or exact reference is built, when `out` cannot be written in `mode`: an existing
-    file in mode "fail", or in mode "resume" a file that is not an nqs result of this kind and format."""
+    file in mode "fail", or in mode "resume" a file that is not an nqs result of this kind and format. Takes a
+    method's run options as they are (``check_output(kind, **run)``)."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
     if out is None or not Path(out).exists():
@@ -132,23 +152,22 @@ class Run(Rows):
     """One run of a method: its result file (or none), history rows, exact reference and checkpoints.
 
     Args:
-        out: path of the HDF5 result file, or None to write nothing.
-        mode: "fail" (refuse an existing file), "overwrite" (replace it once this run has a row) or "resume".
+        out, mode, config, progress: the `RunOptions`.
         kind: "ground_state", "dynamics", "steady_state".
         system: the System (stored under /system).
         ansatz, method: the /ansatz and /method attributes (`nqs.recipes.describe_ansatz`, the settings).
-        config: the full experiment configuration (stored; compared on resume when given).
         seed: the run's seed.
         ignore_on_resume: /method and config keys that may differ when resuming.
     """
 
-    def __init__(self, out: str | Path | None, mode: str = "fail", *, kind: str, system: System | None,
+    def __init__(self, out: str | Path | None = None, mode: str = "fail", *, kind: str, system: System | None,
                  ansatz: Mapping[str, Any], method: Mapping[str, Any], config: Mapping[str, Any] | None = None,
-                 seed: int = 0, ignore_on_resume: Iterable[str] = IGNORE_ON_RESUME):
-        check_output(out, mode, kind)
+                 seed: int = 0, progress: bool = True, ignore_on_resume: Iterable[str] = IGNORE_ON_RESUME):
+        check_output(kind, out, mode)
         self.rows: list[dict[str, float]] = []
         self.exact: dict[str, Any] = {}
         self.method = str(method.get("name", ""))
+        self.progress = progress
         self.t0 = time.perf_counter()
         self._file: ResultFile | None = None
         if out is None:
@@ -219,6 +238,10 @@ class Run(Rows):
         self._file.truncate_after(blobs.step)
         self.rows = []
         return Checkpoint(blobs.step, restored, method_state, models)
+
+    def progress_bar(self, total: float, desc: str, *, initial: float = 0, **kwargs: Any) -> tqdm:
+        """A progress bar over `total` (steps, iterations or time), quiet when the run's `progress` is False."""
+        return tqdm(total=total, initial=initial, disable=not self.progress, desc=desc, **kwargs)
 
     def write_exact(self, values: Mapping[str, Any]) -> None:
         """Store exact reference values (scalars, or series on the history grid) under /exact."""

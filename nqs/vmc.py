@@ -23,7 +23,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import netket as nk
 import numpy as np
@@ -31,7 +31,7 @@ import optax
 
 from nqs import exact as exact_module
 from nqs.recipes import describe_ansatz
-from nqs.run import DriverCallback, NonFiniteError, Run, check_output, resume_driver
+from nqs.run import DriverCallback, NonFiniteError, Run, RunOptions, check_output, resume_driver
 from nqs.schedules import check_schedule, learning_rate_schedule
 from nqs.states import make_state
 from nqs.system import System
@@ -201,15 +201,12 @@ def ground_state(
     settings: VMCSettings | None = None,
     *,
     seed: int = 0,
-    out: str | None = None,
-    mode: str = "fail",
-    config: Mapping[str, Any] | None = None,
     target_energy: float | None = None,
     exact: bool | None = None,
     reference_energy: float | None = None,
     callbacks: Iterable[Callable[[int, dict, Any], bool | None]] = (),
-    progress: bool = True,
     initial_parameters: Callable[[Any], Any] | None = None,
+    **run: Unpack[RunOptions],
 ) -> VMCOutcome:
     """Find the ground state of `system` with the ansatz `model` by VMC + SR.
 
@@ -218,36 +215,33 @@ def ground_state(
         model: a Flax module on `system.hilbert`; autoregressive models are sampled exactly.
         settings: optimisation hyper-parameters (`VMCSettings()` if None).
         seed: seeds the parameter initialisation (`seed`) and the sampler (`seed + 1`).
-        out: path of the HDF5 result file, or None to write nothing.
-        mode: "fail" (refuse an existing file), "overwrite" or "resume" (continue from its checkpoint).
-        config: the full experiment configuration, stored in the result file.
         target_energy: energy used by `energy_tol`; defaults to the exact energy when it is computed.
         exact: compute the exact reference (default: when the sector has at most 2**20 states).
         reference_energy: a known ground-state energy (Bethe ansatz, literature) stored as /exact/energy and
             used for the relative error when no exact diagonalisation is done (say where it comes from in
             `config`).
         callbacks: functions `f(step, row, driver)` called after each step; returning False stops the run.
-        progress: show NetKet's progress bar.
         initial_parameters: maps the freshly initialised parameters to the starting ones, e.g. a transfer of
             a trained model (`ansatze.transfer.transfer_parameters`); a resumed run starts from its checkpoint.
+        run: `out`, `mode`, `config`, `progress` (`nqs.run.RunOptions`).
     """
     settings = settings or VMCSettings()
     t_start = time.perf_counter()
-    check_output(out, mode, "ground_state")
+    check_output("ground_state", **run)
     vstate = make_state(system, model, n_samples=settings.n_samples, seed=seed, chunk_size=settings.chunk_size)
     if initial_parameters is not None:
         vstate.parameters = initial_parameters(vstate.parameters)
     driver = _make_driver(system, vstate, settings)
     method = {"name": "nqs.vmc.ground_state", **dataclasses.asdict(settings)}
-    with Run(out, mode, kind="ground_state", system=system, ansatz=describe_ansatz(vstate, system=system),
-             method=method, config=config, seed=seed) as run:
-        driver = resume_driver(run, driver)
+    with Run(kind="ground_state", system=system, ansatz=describe_ansatz(vstate, system=system), method=method,
+             seed=seed, **run) as recording:
+        driver = resume_driver(recording, driver)
         reference, known_energy = _reference(system, exact, reference_energy)
-        run.write_exact({**({} if known_energy is None else {"energy": known_energy}),
+        recording.write_exact({**({} if known_energy is None else {"energy": known_energy}),
                          **({} if reference is None else reference.observables)})
         every = settings.observables_every
         recorder = DriverCallback(
-            run, loss="energy", n_steps=settings.n_steps, checkpoint_every=settings.checkpoint_every, hint=_HINT,
+            recording, loss="energy", n_steps=settings.n_steps, checkpoint_every=settings.checkpoint_every, hint=_HINT,
             extra_row=lambda step, drv: observables_row(drv.state, system.observables) if every and step % every == 0
             else {},
             stop=_stop_rule(settings, known_energy if target_energy is None else target_energy, tuple(callbacks),
@@ -255,10 +249,10 @@ def ground_state(
         )
         remaining = settings.n_steps - driver.step_count
         if remaining > 0:
-            driver.run(remaining, callback=recorder, show_progress=progress)
+            driver.run(remaining, callback=recorder, show_progress=recording.progress)
         steps = max(driver.step_count, recorder.completed)  # a stop after the last update leaves the counter short
         outcome = _final_evaluation(system, driver.state, settings, known_energy, steps, recorder.stop_reason)
-        run.append({"step": float(steps), **_stats_row("energy", outcome.energy),
+        recording.append({"step": float(steps), **_stats_row("energy", outcome.energy),
                     **{k: v for name, (mean, err) in outcome.observables.items()
                        for k, v in ((name, mean), (f"{name}_error", err))}})
     outcome.wall_time = time.perf_counter() - t_start
