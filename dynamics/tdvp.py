@@ -60,6 +60,7 @@ from dynamics.recording import (
     check_hilbert,
     open_run,
 )
+from dynamics.time_grid import TimeGrid, check_propagation
 from nqs import netket_compat
 from nqs.run import RunOptions
 from nqs.system import System
@@ -70,13 +71,10 @@ MAX_EXACT_RESIDUAL_STATES = 2**20
 
 
 @dataclasses.dataclass(frozen=True)
-class TDVPSettings:
-    """Hyper-parameters of a TDVP run (stored as /method attributes).
+class TDVPSettings(TimeGrid):
+    """Hyper-parameters of a TDVP run (stored as /method attributes), on the time grid of `TimeGrid`.
 
     Attributes:
-        t_end: final time (the run starts at t = 0).
-        dt: integrator step (initial step for adaptive integrators).
-        n_save: number of save points in [0, t_end] (including both ends).
         integrator: "Euler", "Heun", "RK4", "RK23" or "RK45".
         propagation: "real" or "imag".
         rtol, atol: tolerances of the adaptive integrators.
@@ -92,9 +90,6 @@ class TDVPSettings:
             over the whole basis (see the module docstring; costs one full Jacobian per save point).
     """
 
-    t_end: float = 1.0
-    dt: float = 0.01
-    n_save: int = 11
     integrator: str = "RK4"
     propagation: str = "real"
     rtol: float = 1e-6
@@ -109,25 +104,15 @@ class TDVPSettings:
     exact_residual: bool = False
 
     def __post_init__(self):
-        if not self.dt > 0:
-            raise ValueError(f"dt must be > 0, got {self.dt}")
-        if not self.t_end >= 0:
-            raise ValueError(f"t_end must be >= 0, got {self.t_end}")
-        if self.n_save < 2:
-            raise ValueError(f"n_save must be >= 2, got {self.n_save}")
+        super().__post_init__()
         check_integrator(self.integrator)
-        if self.propagation not in ("real", "imag"):
-            raise ValueError(f"propagation must be 'real' or 'imag', got {self.propagation!r}")
+        check_propagation(self.propagation)
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r}; choose one of {SOLVERS}")
         if self.error_norm not in ERROR_NORMS:
             raise ValueError(f"unknown error_norm {self.error_norm!r}; choose one of {ERROR_NORMS}")
         if self.diag_shift < 0:
             raise ValueError(f"diag_shift must be >= 0, got {self.diag_shift}")
-
-    @property
-    def times(self) -> np.ndarray:
-        return np.linspace(0.0, self.t_end, self.n_save)
 
     def make_integrator(self):
         return make_integrator(self.integrator, self.dt, rtol=self.rtol, atol=self.atol)

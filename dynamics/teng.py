@@ -53,18 +53,18 @@ from dynamics.recording import (
     check_hilbert,
     open_run,
 )
+from dynamics.time_grid import TimeGrid, check_propagation
 from nqs import netket_compat
 from nqs.run import RunOptions
 from nqs.system import System
 
 
 @dataclasses.dataclass(frozen=True)
-class TENGSettings:
-    """Hyper-parameters of a TENG run (stored as /method attributes).
+class TENGSettings(TimeGrid):
+    """Hyper-parameters of a TENG run (stored as /method attributes), on the time grid of `TimeGrid`: t_end/dt and
+    the save spacing must be whole numbers of steps.
 
     Attributes:
-        t_end: final time; dt: time step (t_end/dt and the save spacing must be whole numbers of steps).
-        n_save: number of save points in [0, t_end] (both ends included).
         scheme: "euler", "heun", "lpe2", "lpe3", "lpe4", "ppe2" or "ppe4" (`dynamics.product_expansions`).
         propagation: "real" (Λ = −iHΔt) or "imag" (Λ = −HΔt).
         max_iterations: Gauss–Newton iterations per stage at most.
@@ -79,9 +79,6 @@ class TENGSettings:
         control_variate: coefficient c of the control variate of the infidelity estimator.
     """
 
-    t_end: float = 1.0
-    dt: float = 0.01
-    n_save: int = 11
     scheme: str = "heun"
     propagation: str = "real"
     max_iterations: int = 20
@@ -98,15 +95,9 @@ class TENGSettings:
     control_variate: float = -0.5
 
     def __post_init__(self):
-        if not self.dt > 0:
-            raise ValueError(f"dt must be > 0, got {self.dt}")
-        if not self.t_end >= 0:
-            raise ValueError(f"t_end must be >= 0, got {self.t_end}")
-        if self.n_save < 2:
-            raise ValueError(f"n_save must be >= 2, got {self.n_save}")
+        super().__post_init__()
         get_scheme(self.scheme)
-        if self.propagation not in ("real", "imag"):
-            raise ValueError(f"propagation must be 'real' or 'imag', got {self.propagation!r}")
+        check_propagation(self.propagation)
         if self.form not in ("auto", "qgt", "ntk"):
             raise ValueError(f"form must be 'auto', 'qgt' or 'ntk', got {self.form!r}")
         if self.max_iterations < 1 or self.max_rejections < 0 or self.patience < 1:
@@ -125,10 +116,6 @@ class TENGSettings:
     @property
     def n_steps(self) -> int:
         return round(self.t_end / self.dt)
-
-    @property
-    def times(self) -> np.ndarray:
-        return np.linspace(0.0, self.t_end, self.n_save)
 
     @property
     def zeta(self) -> complex:
