@@ -1,7 +1,8 @@
 """Ansätze: Flax modules for wave functions. They know nothing of Hamiltonians; sectors arrive as `Constraint`s."""
 
 from ansatze.autoregressive import AutoregressiveModel
-from ansatze.rnn import AR2DRNN, ARRNN, snake_order
+from ansatze.lattice import snake_order
+from ansatze.rnn import AR2DRNN, ARRNN
 from ansatze.token_sampler import TokenSampler
 from ansatze.transformer import ARTransformer
 

@@ -62,6 +62,7 @@ from ansatze.product_start import Distribution, as_hashable, mode_log_p, token_l
 from ansatze.sign_rules import check_sign_sites, marshall_phase
 from ansatze.site_marginals import cached_site_marginal, site_marginals
 from ansatze.token_layout import ORDERS, TokenLayout, token_layout
+from ansatze.token_masks import TokenMasks
 from nqs.constraint import Constraint, carry_typed_as_body
 from nqs.tokens import TokenMap
 
@@ -96,7 +97,8 @@ class AutoregressiveModel(nk.models.AbstractARNN):
             for one mode per token, `token_logits` (T, V) in generation order otherwise), and the phase head with
             zeros, so the initial model is exactly ψ(x) = Π_m √p_m(x_m) (renormalised by the constraint).
         sign_sites: sites of sublattice B for a built-in Marshall sign (−1)^{N_↑^B(x)}, or None (spin-½ only).
-        order: "chain", "raster", "snake" (those in the class's `orders`) or a permutation of the physical tokens.
+        order: "chain", "raster", "snake" (those in the class's `orders`) or a permutation of the physical tokens
+            (where the class's `permutations` allows it).
         shape: (Lx, Ly) of the lattice of physical tokens (token (x, y) has index x·Ly + y).
         patch: (px, py) physical tokens per model token on a raster/snake lattice path, or None.
         tokens: the physical tokens (`nqs.tokens.TokenMap`), or None for one per Hilbert mode.
@@ -115,6 +117,7 @@ class AutoregressiveModel(nk.models.AbstractARNN):
     tokens: TokenMap | None = None
 
     orders = ORDERS  # the named orders a subclass supports
+    permutations = True  # whether it supports custom permutations
 
     def __post_init__(self):
         for name in ("shape", "patch"):  # module fields must be hashable
@@ -140,7 +143,8 @@ class AutoregressiveModel(nk.models.AbstractARNN):
     @nn.nowrap
     def layout(self) -> TokenLayout:
         """Which modes each generated token holds, in generation order (`ansatze.token_layout`)."""
-        return token_layout(self.hilbert, self.tokens, self.order, self.shape, self.patch, type(self).orders)
+        cls = type(self)
+        return token_layout(self.hilbert, self.tokens, self.order, self.shape, self.patch, cls.orders, cls.permutations)
 
     @nn.nowrap
     def generation_constraint(self) -> Constraint | None:
@@ -148,6 +152,11 @@ class AutoregressiveModel(nk.models.AbstractARNN):
         if self.constraint is None or self.layout().in_token_order:
             return self.constraint
         return self.constraint.permuted(self.layout().path)
+
+    @nn.nowrap
+    def token_masks(self) -> TokenMasks:
+        """The masks of the token values (`ansatze.token_masks`)."""
+        return TokenMasks(self.layout(), self.generation_constraint())
 
     @nn.nowrap
     def has_site_interface(self) -> bool:
@@ -326,77 +335,12 @@ class AutoregressiveModel(nk.models.AbstractARNN):
     def _sign(self, x: jax.Array, log_psi: jax.Array) -> jax.Array:
         return log_psi if self.sign_sites is None else log_psi + 1j * marshall_phase(x, self.sign_sites)
 
-    # -- masks ----------------------------------------------------------------------------------------------------
-    @nn.nowrap
-    def _valid(self, positions=slice(None)) -> jax.Array | None:
-        valid = self.layout().valid
-        return None if valid.all() else jnp.asarray(valid)[positions]
-
-    @nn.nowrap
-    def _with_valid(self, mask: jax.Array | None, positions=slice(None)) -> jax.Array | None:
-        valid = self._valid(positions)
-        if valid is None or mask is None:
-            return mask if valid is None else valid
-        return mask & valid
-
-    @nn.nowrap
-    def _token_mask(self, c: Constraint, carry, k) -> jax.Array:
-        """(B, V) constraint mask of model token k given the carry before it (stepped through its physical tokens)."""
-        layout = self.layout()
-        p, V = layout.patch_size, layout.n_values
-        if p == 1:
-            return c.mask(carry, k)
-        batch = jax.tree_util.tree_leaves(carry)[0].shape[0]
-        values = jnp.tile(jnp.asarray(layout.physical_values)[k], (batch, 1))  # (B·V, p)
-        carry = jax.tree_util.tree_map(lambda a: jnp.repeat(a, V, axis=0), carry)
-        allowed = jnp.ones((batch * V,), dtype=bool)
-        for j in range(p):
-            allowed &= _select(c.mask(carry, k * p + j), values[:, j])
-            carry = c.update(carry, values[:, j], k * p + j)
-        return allowed.reshape(batch, V)
-
-    @nn.nowrap
-    def _step_carry(self, c: Constraint, carry, value: jax.Array, k):
-        """The constraint's carry after model token k took the values `value` (B,)."""
-        layout = self.layout()
-        p = layout.patch_size
-        if p == 1:
-            return c.update(carry, value, k)
-        values = jnp.asarray(layout.physical_values)[k, value]  # (B, p)
-        for j in range(p):
-            carry = c.update(carry, values[:, j], k * p + j)
-        return carry
-
-    @nn.nowrap
-    def _constraint_scan(self, c: Constraint, tokens: jax.Array, carry, first: int = 0):
-        """(carries before each position (B, S, …), masks (B, S, V)) of the positions first … first + S − 1 of
-        token values (B, S), from the carry before `first`."""
-
-        def step(carry, inp):
-            k, v = inp
-            return self._step_carry(c, carry, v, k), (carry, self._token_mask(c, carry, k))
-
-        xs = (jnp.arange(first, first + tokens.shape[1]), tokens.T)
-        init = carry_typed_as_body(step, carry, (xs[0][0], xs[1][0]))
-        _, (carries, masks) = jax.lax.scan(step, init, xs)
-        return jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, 0, 1), carries), jnp.moveaxis(masks, 0, 1)
-
-    @nn.nowrap
-    def _masks(self, tokens: jax.Array) -> jax.Array | None:
-        """Masks (B, T, V) of the token values (B, T) in generation order; None when every value is allowed."""
-        c = self.generation_constraint()
-        if c is None:
-            return self._valid()
-        if self.layout().patch_size == 1:
-            return self._with_valid(c.masks(tokens))
-        return self._with_valid(self._constraint_scan(c, tokens, c.init_carry(tokens.shape[0]))[1])
-
     # -- parallel path --------------------------------------------------------------------------------------------
     def _conditionals(self, x: jax.Array):
         """(tokens (B, T), log q (B, T, V), φ or None) of configurations x (B, N)."""
         tokens = self.token_values(x)
         h, _ = self.hidden_states(tokens)
-        return (tokens, *self._log_conditionals(h, self._masks(tokens)))
+        return (tokens, *self._log_conditionals(h, self.token_masks().all(tokens)))
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
         """log ψ(x) = log s(x) + Σ_k log ψ_k(v_k | v_<k) for configurations of any leading shape (..., N)."""
@@ -437,18 +381,16 @@ class AutoregressiveModel(nk.models.AbstractARNN):
         state, h = self.step(state, read, k)
         for name, value in state.items():
             self.put_variable("cache", name, value)
-        mask = None
-        c = self.generation_constraint()
-        if c is not None:
-            start = c.init_carry(batch)
+        masks = self.token_masks()
+        carry = None
+        if masks.constraint is not None:
+            start = masks.init_carry(batch)
             carry = self.get_variable("cache", "constraint", start)
             previous = jnp.maximum(k - 1, 0)
-            updated = self._step_carry(c, carry, read(previous), previous)
+            updated = masks.step(carry, read(previous), previous)
             carry = jax.tree_util.tree_map(lambda s, u: jnp.where(k == 0, s, u), start, updated)
             self.put_variable("cache", "constraint", carry)
-            mask = self._token_mask(c, carry, k)
-        valid = self._valid(k)
-        mask = valid if mask is None else (mask if valid is None else mask & valid)
+        mask = masks.mask(carry, k)
         return self._log_conditionals(h, mask, k)[0]
 
     def token_conditional(self, tokens: jax.Array, index) -> jax.Array:
@@ -497,11 +439,8 @@ class AutoregressiveModel(nk.models.AbstractARNN):
         constraint's carry before k (None without a constraint)."""
         tokens = self.token_values(inputs)
         h, trace = self.hidden_states(tokens)
-        c = self.generation_constraint()
-        carries, mask = None, self._valid()
-        if c is not None:
-            carries, constraint_mask = self._constraint_scan(c, tokens, c.init_carry(tokens.shape[0]))
-            mask = self._with_valid(constraint_mask)
+        masks = self.token_masks()
+        carries, mask = masks.scan(tokens, masks.init_carry(tokens.shape[0]))
         log_psi = self._log_psi_table(*self._log_conditionals(h, mask))
         return {"log_psi": log_psi, "log_psi_own": _select(log_psi, tokens), "state": trace, "constraint": carries}
 
@@ -519,13 +458,12 @@ class AutoregressiveModel(nk.models.AbstractARNN):
         first = start + 1
         if first < T:
             h = self.suffix_hidden(self.state_after(cache["state"], start), tokens, first)
-            mask = self._valid(slice(first, None))
-            c = self.generation_constraint()
-            if c is not None:
+            masks = self.token_masks()
+            carry = None
+            if masks.constraint is not None:
                 carry = jax.tree_util.tree_map(lambda a: a[:, start], cache["constraint"])
-                carry = self._step_carry(c, carry, tokens[:, start], start)
-                mask = self._with_valid(self._constraint_scan(c, tokens[:, first:], carry, first)[1],
-                                        slice(first, None))
+                carry = masks.step(carry, tokens[:, start], start)
+            mask = masks.scan(tokens[:, first:], carry, first)[1]
             table = self._log_psi_table(*self._log_conditionals(h, mask, first))
             log_psi = log_psi + _select(table, tokens[:, first:]).sum(axis=-1)
         return self._sign(inputs, log_psi)

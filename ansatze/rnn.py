@@ -27,10 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ansatze.autoregressive import AutoregressiveModel
-from ansatze.lattice import snake_order
 from nqs.constraint import carry_typed_as_body
-
-__all__ = ["AR2DRNN", "ARRNN", "snake_order"]
 
 _CELLS = ("gru", "lstm")
 
@@ -184,7 +181,8 @@ class AR2DRNN(_RecurrentModel):
     """2D autoregressive RNN on a lattice of tokens in snake order (Hibat-Allah et al., PRR 2, 023358 (2020)).
 
     Token (x, y) of the Lx×Ly lattice `shape` (index x·Ly + y, `nk.graph.Grid(extent=[Lx, Ly])` numbering; with
-    patches, the patch grid) is generated along the snake path of `snake_order`. The hidden state at (x, y) is
+    patches, the patch grid) is generated along the snake path of `ansatze.lattice.snake_order`. The hidden state
+    at (x, y) is
 
         h_{x,y} = Cell2D(h_{x,y∓1}, σ_{x,y∓1}; h_{x−1,y}, σ_{x−1,y}),
 
@@ -208,6 +206,7 @@ class AR2DRNN(_RecurrentModel):
     order: str = dataclasses.field(default="snake", kw_only=True)
 
     orders = ("snake",)
+    permutations = False  # the vertical neighbour must come earlier on the path
 
     def hyperparameters(self) -> dict:
         return {"hidden": self.hidden}

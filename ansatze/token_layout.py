@@ -111,18 +111,18 @@ class TokenLayout:
         return modes, places
 
 
-def _check_order(order, n: int, orders: tuple[str, ...]) -> None:
-    if isinstance(order, str):
-        if order not in orders:
-            raise ValueError(f"order must be one of {orders} or a permutation of range({n}), got {order!r}")
-    elif sorted(order) != list(range(n)):
-        raise ValueError(f"order must be one of {orders} or a permutation of range({n}), got {order!r}")
+def _check_order(order, n: int, orders: tuple[str, ...], permutations: bool) -> None:
+    allowed = f"one of {orders}" + (f" or a permutation of range({n})" if permutations else "")
+    if isinstance(order, str) and order not in orders:
+        raise ValueError(f"order must be {allowed}, got {order!r}")
+    if not isinstance(order, str) and (not permutations or sorted(order) != list(range(n))):
+        raise ValueError(f"order must be {allowed}, got {order!r}")
 
 
 @functools.cache
 def token_layout(
     hilbert, tokens: TokenMap | None, order, shape: tuple[int, int] | None, patch: tuple[int, int] | None,
-    orders: tuple[str, ...] = ORDERS,
+    orders: tuple[str, ...] = ORDERS, permutations: bool = True,
 ) -> TokenLayout:
     """The layout of a model on `hilbert` (module docstring); validates the arguments.
 
@@ -133,6 +133,7 @@ def token_layout(
         shape: (Lx, Ly) of the lattice of physical tokens, needed by "raster", "snake" and `patch`.
         patch: (px, py) physical tokens per model token (dividing `shape`), or None.
         orders: the named orders the model supports.
+        permutations: whether the model supports custom permutations.
 
     Raises:
         ValueError: tokens that do not cover the Hilbert space, an unknown order, a shape or patch that does not fit.
@@ -142,7 +143,7 @@ def token_layout(
         raise ValueError(f"the tokens are for modes of sizes {physical.mode_sizes}, but the Hilbert space has "
                          f"{tuple(int(d) for d in hilbert.shape)}")
     n = physical.n_tokens
-    _check_order(order, n, orders)
+    _check_order(order, n, orders, permutations)
     named = isinstance(order, str)
     if patch is not None and shape is None:
         raise ValueError(f"patch={patch!r} needs the lattice shape=(Lx, Ly)")

@@ -5,12 +5,17 @@ prefix-cache / suffix-evaluation hook equal to a full evaluation for every start
 import dataclasses
 import functools
 import itertools
+import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
 import netket as nk
 import numpy as np
 import pytest
+from conftest import REPO
 from scipy.stats import chisquare
 
 import nqs
@@ -167,7 +172,7 @@ def test_grouped_tokens_for_the_rnn_are_normalised_with_exact_site_marginals():
 
 
 def test_token_sampler_on_a_homogeneous_model_draws_the_born_distribution():
-    hi, model, x, variables, log_psi = _patched_rnn()
+    hi, model, _, variables, log_psi = _patched_rnn()
     sampler = TokenSampler(hi)
     assert sampler.is_exact
     state = sampler.init_state(model, variables, seed=4)
@@ -182,6 +187,30 @@ def test_token_sampler_on_a_homogeneous_model_draws_the_born_distribution():
     assert counts[~support].sum() == 0
     assert chisquare(counts[support], prob[support] / prob[support].sum() * len(samples)).pvalue > 1e-3
     assert 0.5 * np.abs(counts / len(samples) - prob).sum() < 0.05
+
+
+POVM = nk.hilbert.Fock(n_max=3, N=4)
+POVM_MODELS = {
+    "transformer": lambda **kw: ARTransformer(POVM, layers=1, features=8, heads=2, **kw),
+    "gru-chain": lambda **kw: ARRNN(POVM, hidden=4, **kw),
+    "2d": lambda **kw: AR2DRNN(POVM, hidden=4, shape=(2, 2), **kw),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(POVM_MODELS))
+def test_probability_model_over_povm_outcomes_with_product_initialisation(kind):
+    """machine_pow=1 turns the model into a normalised P(a) over 4 outcomes per site (POVM use)."""
+    p1 = (0.5, 1 / 6, 1 / 6, 1 / 6)  # tetrahedral POVM image of |up>
+    model = POVM_MODELS[kind](phase=False, machine_pow=1, initial_distribution=p1)
+    a = POVM.all_states()
+    params = model.init(jax.random.PRNGKey(0), a)
+    log_p = np.asarray(model.apply(params, a))
+    expected = np.prod(np.asarray(p1)[np.asarray(a, dtype=int)], axis=1)
+    np.testing.assert_allclose(np.exp(log_p), expected, atol=1e-14)
+    trained_like = jax.tree_util.tree_map(lambda v: v + 0.3, params)
+    assert np.exp(np.asarray(model.apply(trained_like, a))).sum() == pytest.approx(1.0, abs=1e-10)
+    with pytest.raises(ValueError, match="initial_distribution"):
+        POVM_MODELS[kind](initial_distribution=(0.5, 0.5))
 
 
 # -- prefix cache and suffix evaluation ----------------------------------------------------------------------------
@@ -209,7 +238,9 @@ def _partners(tokens: np.ndarray, start: int, rng) -> np.ndarray:
     return np.asarray([rng.choice(groups[key]) for key in keys])
 
 
-def _check_suffix(model, x, variables):
+def _check_suffix(model, x, variables) -> np.ndarray:
+    """Asserts suffix_log_psi(x′, prefix_cache(x), start) = log ψ(x′) for every start, x′ a random configuration
+    with the tokens of x before `start`; returns log ψ(x)."""
     T = model.layout().n_tokens
     tokens = np.asarray(model.token_values(jnp.asarray(x)))
     rng = np.random.default_rng(0)
@@ -228,6 +259,7 @@ def _check_suffix(model, x, variables):
     for start in range(T + 1):
         np.testing.assert_allclose(np.asarray(suffix[start]), np.asarray(full[start]), rtol=0, atol=1e-12,
                                    err_msg=f"start={start}")
+    return np.asarray(full[T])  # partners at start = T are the configurations themselves
 
 
 @pytest.mark.parametrize("constrained", [False, True])
@@ -239,8 +271,8 @@ def test_suffix_evaluation_from_the_prefix_cache_equals_the_full_evaluation(kind
     if constrained:
         x = x[x.sum(axis=1) == 0]  # x′ in the sector
     variables = jax.tree_util.tree_map(lambda a: 3.0 * a + 0.1, jax.jit(model.init)(jax.random.PRNGKey(5), x[:1]))
-    assert np.abs(np.asarray(jax.jit(model.apply)(variables, x)).imag).max() > 0.1  # the phase head is active
-    _check_suffix(model, x, variables)
+    log_psi = _check_suffix(model, x, variables)
+    assert np.abs(log_psi.imag).max() > 0.1  # the phase head is active
 
 
 @pytest.mark.parametrize("kind", ["transformer", "rnn"])
@@ -259,6 +291,34 @@ def test_describe_and_bad_tokens():
         ARRNN(hi, hidden=4, tokens=model.tokens, constraint=GaussLaw(3))
     with pytest.raises(ValueError, match="permutation"):
         ARTransformer(SPIN, order=(0, 1, 2, 3, 4, 4))
+    with pytest.raises(ValueError, match="order must be one of"):  # the 2D RNN reads its vertical neighbour
+        AR2DRNN(SPIN, hidden=4, shape=(2, 3), order=(0, 1, 2, 5, 4, 3))
     custom = ARTransformer(SPIN, layers=1, features=8, heads=2, order=(5, 0, 4, 1, 3, 2))
     np.testing.assert_array_equal(custom.reorder(jnp.arange(6)), [5, 0, 4, 1, 3, 2])
     assert custom.describe()["order"] == [5, 0, 4, 1, 3, 2]
+
+
+_SHARDED = textwrap.dedent(  # the sampler's sharding does not depend on the network: the RNN only
+    """
+    import jax, netket as nk, numpy as np
+    import test_autoregressive as t
+    assert jax.device_count() == 2, jax.devices()
+    hi, model = t._gauge_model("rnn")
+    vs = nk.vqs.MCState(model.exact_sampler(), model, n_samples=512, chunk_size=128, seed=0)
+    x = np.asarray(vs.samples).reshape(-1, hi.size)
+    idx = np.asarray(hi.states_to_local_indices(x))
+    assert np.all(np.asarray(model.constraint.is_satisfied(model.tokens.encode(idx))))
+    e, g = vs.expect_and_grad(t._pair_creation(hi))
+    assert np.isfinite(e.mean) and all(np.all(np.isfinite(a)) for a in jax.tree_util.tree_leaves(g))
+    print("OK", len(vs.samples.sharding.device_set))
+    """
+)
+
+
+def test_token_sampler_shards_samples_over_two_devices():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
+           "NETKET_SHARDING": "1", "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    proc = subprocess.run([sys.executable, "-c", _SHARDED], env=env, capture_output=True, text=True, timeout=600,
+                          cwd=REPO, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "OK 2" in proc.stdout
