@@ -62,7 +62,7 @@ from ansatze.product_start import Distribution, as_hashable, mode_log_p, token_l
 from ansatze.sign_rules import check_sign_sites, marshall_phase
 from ansatze.site_marginals import cached_site_marginal, site_marginals
 from ansatze.token_layout import ORDERS, TokenLayout, token_layout
-from ansatze.token_masks import TokenMasks
+from ansatze.token_masks import TokenMasks, select
 from nqs.constraint import Constraint, carry_typed_as_body
 from nqs.tokens import TokenMap
 
@@ -75,10 +75,6 @@ def masked_log_softmax(logits: jax.Array, mask: jax.Array | None) -> jax.Array:
         return jax.nn.log_softmax(logits, axis=-1)
     log_q = jax.nn.log_softmax(jnp.where(mask, logits, MASKED), axis=-1)
     return jnp.where(mask, log_q, MASKED)
-
-
-def _select(table: jax.Array, tokens: jax.Array) -> jax.Array:
-    return jnp.take_along_axis(table, tokens[..., None], axis=-1)[..., 0]
 
 
 class AutoregressiveModel(nk.models.AbstractARNN):
@@ -346,7 +342,7 @@ class AutoregressiveModel(nk.models.AbstractARNN):
         """log ψ(x) = log s(x) + Σ_k log ψ_k(v_k | v_<k) for configurations of any leading shape (..., N)."""
         x = inputs.reshape((-1, inputs.shape[-1]))
         tokens, log_q, phi = self._conditionals(x)
-        log_psi = _select(self._log_psi_table(log_q, phi), tokens).sum(axis=-1)
+        log_psi = select(self._log_psi_table(log_q, phi), tokens).sum(axis=-1)
         return self._sign(x, log_psi).reshape(inputs.shape[:-1])
 
     def conditionals_log_psi(self, inputs: jax.Array) -> jax.Array:
@@ -366,8 +362,8 @@ class AutoregressiveModel(nk.models.AbstractARNN):
     def _require_site_interface(self) -> None:
         if not self.has_site_interface():
             raise TypeError(
-                f"{type(self).__name__} on {self.hilbert} with tokens of different modes counts has no site-by-site "
-                "conditionals (NetKet's AR interface needs a homogeneous Hilbert space): sample it with "
+                f"{type(self).__name__} on {self.hilbert} has no site-by-site conditionals (NetKet's AR interface "
+                "needs a homogeneous Hilbert space and the same number of modes in every token): sample it with "
                 "ansatze.token_sampler.TokenSampler (model.exact_sampler())"
             )
 
@@ -442,7 +438,7 @@ class AutoregressiveModel(nk.models.AbstractARNN):
         masks = self.token_masks()
         carries, mask = masks.scan(tokens, masks.init_carry(tokens.shape[0]))
         log_psi = self._log_psi_table(*self._log_conditionals(h, mask))
-        return {"log_psi": log_psi, "log_psi_own": _select(log_psi, tokens), "state": trace, "constraint": carries}
+        return {"log_psi": log_psi, "log_psi_own": select(log_psi, tokens), "state": trace, "constraint": carries}
 
     def suffix_log_psi(self, inputs: jax.Array, cache: dict, start: int) -> jax.Array:
         """log ψ(x′) (B,) of configurations x′ (B, N) that agree with the cached ones on the tokens generated before
@@ -454,7 +450,7 @@ class AutoregressiveModel(nk.models.AbstractARNN):
         tokens = self.token_values(inputs)
         log_psi = cache["log_psi_own"][:, :start].sum(axis=-1)
         if start < T:
-            log_psi = log_psi + _select(cache["log_psi"][:, start], tokens[:, start])
+            log_psi = log_psi + select(cache["log_psi"][:, start], tokens[:, start])
         first = start + 1
         if first < T:
             h = self.suffix_hidden(self.state_after(cache["state"], start), tokens, first)
@@ -465,5 +461,5 @@ class AutoregressiveModel(nk.models.AbstractARNN):
                 carry = masks.step(carry, tokens[:, start], start)
             mask = masks.scan(tokens[:, first:], carry, first)[1]
             table = self._log_psi_table(*self._log_conditionals(h, mask, first))
-            log_psi = log_psi + _select(table, tokens[:, first:]).sum(axis=-1)
+            log_psi = log_psi + select(table, tokens[:, first:]).sum(axis=-1)
         return self._sign(inputs, log_psi)

@@ -4,7 +4,8 @@ A product state ψ(x) = Π_i √p_i(x_i) is an autoregressive model whose condit
 q_i(s | x_<i) = p_i(s). A network starts exactly there when its amplitude head has zero weights and its
 logits are log p_i. For one distribution shared by all sites (|→⟩: p = (½, ½)) that is the head's bias;
 for site-dependent distributions (the Néel state ≈ p_i = (1−ε, ε) on even and (ε, 1−ε) on odd sites)
-the models add a per-site bias table b_i(s), initialised to log p_i(s) and trained with the rest.
+the models add a per-site bias table b_i(s), initialised to log p_i(s) and trained with the rest. A token of several
+modes starts from the product of its modes' distributions, with logits Σ_j log p_{m_j}(s_j) (`token_log_p`).
 """
 
 from __future__ import annotations
@@ -80,11 +81,6 @@ def token_log_p(log_p: list[np.ndarray], token_modes: Sequence[Sequence[int]], n
         values = np.sum(grids, axis=0).reshape(-1)
         table[t, : len(values)] = values
     return table
-
-
-def is_site_dependent(log_p: np.ndarray | None) -> bool:
-    """True if the sites have different initial distributions (the model then needs a per-site bias)."""
-    return log_p is not None and not np.allclose(log_p, log_p[0])
 
 
 def basis_state_distribution(hilbert, configuration: Sequence[float], epsilon: float) -> tuple[tuple[float, ...], ...]:

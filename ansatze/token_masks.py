@@ -21,7 +21,8 @@ from ansatze.token_layout import TokenLayout
 from nqs.constraint import Constraint, carry_typed_as_body
 
 
-def _select(table: jax.Array, values: jax.Array) -> jax.Array:
+def select(table: jax.Array, values: jax.Array) -> jax.Array:
+    """table[..., values] along the last axis: (..., V), (...) → (...)."""
     return jnp.take_along_axis(table, values[..., None], axis=-1)[..., 0]
 
 
@@ -72,7 +73,7 @@ class TokenMasks:
         carry = jax.tree_util.tree_map(lambda a: jnp.repeat(a, V, axis=0), carry)
         allowed = jnp.ones((batch * V,), dtype=bool)
         for j in range(p):
-            allowed &= _select(c.mask(carry, k * p + j), values[:, j])
+            allowed &= select(c.mask(carry, k * p + j), values[:, j])
             carry = c.update(carry, values[:, j], k * p + j)
         return self._and_valid(allowed.reshape(batch, V), k)
 
