@@ -1,4 +1,4 @@
-"""Generation paths of autoregressive models on an Lx×Ly lattice (shared by the RNN and Transformer ansätze).
+"""Generation paths of autoregressive models on an Lx×Ly lattice (used by `ansatze.token_layout`).
 
 Sites keep the numbering of their graph: site (x, y) has Hilbert index x·Ly + y, the numbering of
 `nk.graph.Grid(extent=[Lx, Ly])` and `nk.graph.Square(L)`. A model generates the sites along a path
@@ -9,7 +9,7 @@ Sites keep the numbering of their graph: site (x, y) has Hilbert index x·Ly + y
 * "raster": rows x = 0..Lx−1 in turn, each left to right; on Grid numbering this is π(k) = k;
 * "snake" (boustrophedon): even rows left to right, odd rows right to left (`snake_order`).
 
-With patches of px×py sites (used by the patched Transformer), the lattice is cut into a
+With patches of px×py sites (a model token of several sites, field `patch`), the lattice is cut into a
 (Lx/px)×(Ly/py) grid of patches; the patches are visited in raster or snake order and the sites of
 each patch consecutively, row-major inside the patch: site (X·px + a, Y·py + b) for a = 0..px−1,
 b = 0..py−1.

@@ -4,7 +4,8 @@ A product state ψ(x) = Π_i √p_i(x_i) is an autoregressive model whose condit
 q_i(s | x_<i) = p_i(s). A network starts exactly there when its amplitude head has zero weights and its
 logits are log p_i. For one distribution shared by all sites (|→⟩: p = (½, ½)) that is the head's bias;
 for site-dependent distributions (the Néel state ≈ p_i = (1−ε, ε) on even and (ε, 1−ε) on odd sites)
-the models add a per-site bias table b_i(s), initialised to log p_i(s) and trained with the rest.
+the models add a per-site bias table b_i(s), initialised to log p_i(s) and trained with the rest. A token of several
+modes starts from the product of its modes' distributions, with logits Σ_j log p_{m_j}(s_j) (`token_log_p`).
 """
 
 from __future__ import annotations
@@ -41,16 +42,45 @@ def product_log_p(initial_distribution: Distribution | None, n_sites: int, local
             f"initial_distribution must be {local_size} probabilities or {n_sites} rows of {local_size}, "
             f"got shape {np.shape(initial_distribution)}"
         )
-    if not np.all(np.isfinite(p)) or p.min() <= 0 or np.abs(p.sum(axis=1) - 1).max() > 1e-10:
-        raise ValueError(
-            f"initial_distribution must hold positive numbers summing to 1 on every site, got {initial_distribution}"
-        )
+    _check_probabilities(list(p), initial_distribution)
     return np.log(p)
 
 
-def is_site_dependent(log_p: np.ndarray | None) -> bool:
-    """True if the sites have different initial distributions (the model then needs a per-site bias)."""
-    return log_p is not None and not np.allclose(log_p, log_p[0])
+def _check_probabilities(rows: list[np.ndarray], initial_distribution) -> None:
+    if any(not np.all(np.isfinite(r)) or r.min() <= 0 or abs(r.sum() - 1) > 1e-10 for r in rows):
+        raise ValueError(
+            f"initial_distribution must hold positive numbers summing to 1 on every site, got {initial_distribution}"
+        )
+
+
+def mode_log_p(initial_distribution: Distribution | None, mode_sizes: Sequence[int]) -> list[np.ndarray] | None:
+    """log p_m(s) for every Hilbert mode m (an array of mode_sizes[m] entries each), or None; validates.
+
+    Modes of one local size accept what `product_log_p` accepts; modes of different sizes (a `TensorHilbert`, e.g.
+    matter and link modes) need one row per mode, of that mode's size.
+    """
+    if initial_distribution is None:
+        return None
+    sizes = [int(d) for d in mode_sizes]
+    if len(set(sizes)) == 1:
+        return list(product_log_p(initial_distribution, len(sizes), sizes[0]))
+    rows = [np.asarray(r, dtype=float) for r in initial_distribution]
+    if len(rows) != len(sizes) or any(r.shape != (d,) for r, d in zip(rows, sizes)):
+        raise ValueError(f"initial_distribution must hold one row per mode, of the mode sizes {sizes}, "
+                         f"got {initial_distribution}")
+    _check_probabilities(rows, initial_distribution)
+    return [np.log(r) for r in rows]
+
+
+def token_log_p(log_p: list[np.ndarray], token_modes: Sequence[Sequence[int]], n_values: int) -> np.ndarray:
+    """(T, n_values) logits of the product start over tokens: Σ_j log p_{m_j}(s_j) for the mixed-radix digits s_j
+    (first mode most significant) of every token value; 0 beyond a token's number of values."""
+    table = np.zeros((len(token_modes), n_values))
+    for t, modes in enumerate(token_modes):
+        grids = np.meshgrid(*[log_p[m] for m in modes], indexing="ij")
+        values = np.sum(grids, axis=0).reshape(-1)
+        table[t, : len(values)] = values
+    return table
 
 
 def basis_state_distribution(hilbert, configuration: Sequence[float], epsilon: float) -> tuple[tuple[float, ...], ...]:

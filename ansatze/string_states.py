@@ -21,11 +21,11 @@ it returns (1/m) log[(1/K) Σ_k |ψ_θ(a[π_k])|^m], i.e. a positive real amplit
 mixture (the base model's phase is discarded).
 
 Paths (`string_paths`). Sites keep the numbering of their graph: on an Lx×Ly lattice site (x, y) has
-Hilbert index x·Ly + y (`nk.graph.Grid(extent=[Lx, Ly])`, `nk.graph.Square(L)`), as in `ansatze.rnn`.
+Hilbert index x·Ly + y (`nk.graph.Grid(extent=[Lx, Ly])`, `nk.graph.Square(L)`), as in `ansatze.lattice`.
 * 1D, N sites: "chain" (K = 1), "bidirectional" (the chain and its reverse, K = 2), "translations"
   (cyclic shifts π_s[j] = (s + j) mod N, K = N), "translations_bidirectional" (shifts of both
   directions, π[j] = (s ± j) mod N, K = 2N).
-* 2D, shape (Lx, Ly): "snake" (the boustrophedon path of `ansatze.rnn.snake_order`, K = 1),
+* 2D, shape (Lx, Ly): "snake" (the boustrophedon path of `ansatze.lattice.snake_order`, K = 1),
   "horizontal_snakes" (row-by-row snakes from the four corners, K = 4), "vertical_snakes" (column-by-
   column snakes from the four corners, K = 4), "snakes" (all eight).
 Paths that coincide (N ≤ 2 in 1D, Lx = 1 or Ly = 1 in 2D) are kept once, so K can be smaller.
@@ -54,7 +54,7 @@ import jax.numpy as jnp
 import netket as nk
 import numpy as np
 
-from ansatze.rnn import snake_order
+from ansatze.lattice import snake_order
 
 FAMILIES_1D = ("chain", "bidirectional", "translations", "translations_bidirectional")
 FAMILIES_2D = ("snake", "horizontal_snakes", "vertical_snakes", "snakes")

@@ -2,8 +2,8 @@
 
 Transformer and RNN weights do not depend on the number of sites, except for tables indexed by site or
 token along their first axis: learned positions (N, D), the row/column tables (Lx, D), (Ly, D) of
-"learned2d" positions, per-site logits (N, d). Every leaf of equal shape is copied; a site-indexed leaf
-is carried over along its first axis in one of two ways:
+"learned2d" positions, per-site logits (N, V) or per-token logits (T, V) of a product start. Every leaf of
+equal shape is copied; a site-indexed leaf is carried over along its first axis in one of two ways:
 
 * "interpolate" (default): resampled by linear interpolation of the fractional position,
   p_large(i) = p_small(i (n_s − 1)/(n_l − 1)), which keeps "near the start" and "near the end" of the

@@ -7,7 +7,7 @@ import jax
 import netket as nk
 import numpy as np
 import pytest
-from scipy.stats import chisquare
+from ar_checks import ardirect_samples, assert_born_distribution, assert_normalised, cached_conditionals, stale_cache
 
 import nqs
 from ansatze import AR2DRNN, ARRNN, snake_order
@@ -55,53 +55,25 @@ def _setup(kind, constrained):
 @pytest.mark.parametrize("kind,constrained", CASES)
 def test_normalisation_by_enumeration(kind, constrained):
     _, _, x, _, log_psi, _ = _setup(kind, constrained)
-    prob = np.exp(2 * log_psi.real)
-    assert prob.sum() == pytest.approx(1.0, abs=1e-10)
-    assert prob.max() > 2.0 / len(prob)  # not the uniform distribution
-    if constrained:
-        in_sector = np.asarray(x).sum(axis=1) == 0
-        assert prob[~in_sector].max() < 1e-30
-        assert prob[in_sector].sum() == pytest.approx(1.0, abs=1e-10)
+    assert_normalised(x, log_psi, constrained)
 
 
 @pytest.mark.parametrize("kind,constrained", CASES)
 def test_cached_conditionals_equal_parallel_without_reading_ungenerated_sites(kind, constrained):
     _, model, x, params, _, parallel = _setup(kind, constrained)
-    step = jax.jit(lambda v, s, i: model.apply(v, s, i, method=model.conditional, mutable=["cache"]))
-    shapes = jax.eval_shape(lambda s: model.init(jax.random.PRNGKey(1), s, 0, method=model.conditional), x)["cache"]
-    rng = np.random.default_rng(0)  # a stale cache (as left by the sampler's init call) must not matter
-    cache = jax.tree_util.tree_map(lambda a: rng.integers(-3, 4, a.shape).astype(a.dtype), shapes)
+    cache = stale_cache(model, x)
     # O(1) state per site: one hidden state per layer (ARRNN) or per lattice column (AR2DRNN)
     width = SHAPE[1] if kind == "2d" else 1
     for leaf in jax.tree_util.tree_leaves(cache.get("carry", cache.get("columns"))):
         assert leaf.size == len(x) * width * model.hidden
-    garbage = np.asarray(x)[::-1]  # stands in for the sites the sampler has not generated yet
-    order = np.asarray(model.apply({}, np.arange(N), method=model.reorder))
-    cached = np.zeros_like(parallel)
-    for k, i in enumerate(order):
-        seen = np.isin(np.arange(N), order[:k])
-        p_i, mutated = step({**params, "cache": cache}, np.where(seen, x, garbage), i)
-        cache = mutated["cache"]
-        cached[:, i] = p_i
+    cached = cached_conditionals(model, params, x, cache, parallel.shape)
     np.testing.assert_allclose(cached, parallel, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind,constrained", [("gru-snake", False), ("lstm-chain", True), ("2d", True)])
 def test_ardirect_sampler_matches_born_distribution(kind, constrained):
     hi, model, _, params, log_psi, _ = _setup(kind, constrained)
-    sampler = nk.sampler.ARDirectSampler(hi)
-    state = sampler.init_state(model, params, seed=2)
-    samples, _ = sampler.sample(model, params, state=state, chain_length=20000)
-    samples = np.asarray(samples).reshape(-1, N)
-    if constrained:
-        assert np.all(samples.sum(axis=1) == 0), "a sample left the zero-magnetisation sector"
-    prob = np.exp(2 * log_psi.real)
-    counts = np.bincount(np.asarray(hi.states_to_numbers(samples)), minlength=hi.n_states)
-    support = prob > 1e-12
-    assert counts[~support].sum() == 0
-    expected = prob[support] / prob[support].sum() * len(samples)
-    assert chisquare(counts[support], expected).pvalue > 1e-3
-    assert 0.5 * np.abs(counts / len(samples) - prob).sum() < 0.05  # total-variation distance
+    assert_born_distribution(hi, ardirect_samples(hi, model, params), log_psi, constrained)
 
 
 def test_snake_path_and_reorder_follow_the_grid_numbering():
@@ -127,23 +99,6 @@ def test_initial_distribution_is_exactly_the_product_state(kind):
     expected = 0.5 * np.log(np.asarray(p1))[np.asarray(hi.states_to_local_indices(x))].sum(axis=1)
     np.testing.assert_allclose(log_psi.real, expected, atol=1e-14)
     np.testing.assert_allclose(log_psi.imag, 0.0, atol=1e-14)
-
-
-@pytest.mark.parametrize("kind", ["gru-chain", "2d"])
-def test_probability_model_over_povm_outcomes_with_product_initialisation(kind):
-    """machine_pow=1 turns the model into a normalised P(a) over 4 outcomes per site (POVM use)."""
-    hi = nk.hilbert.Fock(n_max=3, N=4)
-    p1 = (0.5, 1 / 6, 1 / 6, 1 / 6)  # tetrahedral POVM image of |up>
-    shape = {"shape": (2, 2)} if kind == "2d" else {}
-    cls = AR2DRNN if kind == "2d" else ARRNN
-    model = cls(hi, hidden=4, phase=False, machine_pow=1, initial_distribution=p1, **shape)
-    a = hi.all_states()
-    params = model.init(jax.random.PRNGKey(0), a)
-    log_p = np.asarray(model.apply(params, a))
-    expected = np.prod(np.asarray(p1)[np.asarray(a, dtype=int)], axis=1)
-    np.testing.assert_allclose(np.exp(log_p), expected, atol=1e-14)
-    trained_like = jax.tree_util.tree_map(lambda v: v + 0.3, params)
-    assert np.exp(np.asarray(model.apply(trained_like, a))).sum() == pytest.approx(1.0, abs=1e-10)
 
 
 def test_energy_gradient_of_2d_heisenberg_is_finite_with_masked_conditionals():

@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import chisquare
 
 import nqs  # noqa: F401  (64-bit floats)
-from ansatze.rnn import snake_order
+from ansatze.lattice import snake_order
 from ansatze.string_states import StringStates, StringStatesSampler, string_paths
 from ansatze.transformer import ARTransformer
 

@@ -5,7 +5,7 @@ import jax
 import netket as nk
 import numpy as np
 import pytest
-from scipy.stats import chisquare
+from ar_checks import assert_born_distribution, assert_normalised
 
 import nqs
 from ansatze import ARTransformer
@@ -29,13 +29,7 @@ def test_normalisation_by_enumeration(n, constrained):
     hi, model = _model(n, constrained)
     x = hi.all_states()
     params = _perturbed(model, x)
-    prob = np.exp(2 * np.asarray(model.apply(params, x)).real)
-    assert prob.sum() == pytest.approx(1.0, abs=1e-10)
-    assert prob.max() > 2.0 / len(prob)  # not the uniform distribution
-    if constrained:
-        in_sector = np.asarray(x).sum(axis=1) == 0
-        assert prob[~in_sector].max() < 1e-30
-        assert prob[in_sector].sum() == pytest.approx(1.0, abs=1e-10)
+    assert_normalised(x, model.apply(params, x), constrained)
 
 
 @pytest.mark.parametrize("constrained", [False, True])
@@ -44,15 +38,7 @@ def test_ardirect_sampler_matches_born_distribution(constrained):
     sampler = nk.sampler.ARDirectSampler(hi)
     vs = nk.vqs.MCState(sampler, model, n_samples=20000, seed=1, sampler_seed=2)
     vs.variables = _perturbed(model, hi.all_states(), seed=3)
-    samples = np.asarray(vs.samples).reshape(-1, 6)
-    if constrained:
-        assert np.all(samples.sum(axis=1) == 0), "a sample left the zero-magnetisation sector"
-    prob = np.exp(2 * np.asarray(vs.log_value(hi.all_states())).real)
-    counts = np.bincount(np.asarray(hi.states_to_numbers(samples)), minlength=hi.n_states)
-    support = prob > 1e-12
-    assert counts[~support].sum() == 0
-    expected = prob[support] / prob[support].sum() * len(samples)
-    assert chisquare(counts[support], expected).pvalue > 1e-3
+    assert_born_distribution(hi, vs.samples, np.asarray(vs.log_value(hi.all_states())), constrained)
 
 
 @pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
@@ -97,19 +83,3 @@ def test_bad_hyper_parameters_are_refused():
         ARTransformer(hi, constraint=nqs.zero_magnetization(8))
     with pytest.raises(ValueError, match="must divide"):
         ARTransformer(hi, features=10, heads=4)
-
-
-def test_probability_model_over_povm_outcomes_with_product_initialisation():
-    """machine_pow=1 turns the model into a normalised P(a) over 4 outcomes per site (POVM use)."""
-    hi = nk.hilbert.Fock(n_max=3, N=4)
-    p1 = (0.5, 1 / 6, 1 / 6, 1 / 6)  # tetrahedral POVM image of |up>
-    model = ARTransformer(hi, layers=1, features=8, heads=2, phase=False, machine_pow=1, initial_distribution=p1)
-    a = hi.all_states()
-    params = model.init(jax.random.PRNGKey(0), a)
-    log_p = np.asarray(model.apply(params, a))
-    expected = np.prod(np.asarray(p1)[np.asarray(a, dtype=int)], axis=1)
-    np.testing.assert_allclose(np.exp(log_p), expected, atol=1e-14)
-    trained_like = jax.tree_util.tree_map(lambda x: x + 0.3, params)
-    assert np.exp(np.asarray(model.apply(trained_like, a))).sum() == pytest.approx(1.0, abs=1e-10)
-    with pytest.raises(ValueError, match="initial_distribution"):
-        ARTransformer(hi, initial_distribution=(0.5, 0.5))

@@ -9,7 +9,7 @@ import jax
 import netket as nk
 import numpy as np
 import pytest
-from scipy.stats import chisquare
+from ar_checks import ardirect_samples, assert_born_distribution, cached_conditionals, stale_cache
 
 import nqs
 from ansatze import ARTransformer
@@ -70,21 +70,9 @@ def test_normalisation_and_log_psi_is_the_sum_of_selected_conditionals(kind, con
 
 @pytest.mark.parametrize("kind,constrained", CASES)
 def test_cached_conditionals_equal_parallel_without_reading_ungenerated_sites(kind, constrained):
-    hi, model, x, params, _, log_cond = _setup(kind, constrained)
+    _, model, x, params, _, log_cond = _setup(kind, constrained)
     parallel = np.exp(2 * log_cond.real)
-    n = hi.size
-    step = jax.jit(lambda v, s, i: model.apply(v, s, i, method=model.conditional, mutable=["cache"]))
-    shapes = jax.eval_shape(lambda s: model.init(jax.random.PRNGKey(1), s, 0, method=model.conditional), x)["cache"]
-    rng = np.random.default_rng(0)  # a stale cache (as left by the sampler's init call) must not matter
-    cache = jax.tree_util.tree_map(lambda a: rng.integers(-3, 4, a.shape).astype(a.dtype), shapes)
-    garbage = np.asarray(x)[::-1]  # stands in for the sites the sampler has not generated yet
-    order = np.asarray(model.apply({}, np.arange(n), method=model.reorder))
-    cached = np.zeros_like(parallel)
-    for k, i in enumerate(order):
-        seen = np.isin(np.arange(n), order[:k])
-        p_i, mutated = step({**params, "cache": cache}, np.where(seen, x, garbage), i)
-        cache = mutated["cache"]
-        cached[:, i] = p_i
+    cached = cached_conditionals(model, params, x, stale_cache(model, x), parallel.shape)
     np.testing.assert_allclose(cached, parallel, atol=1e-12)
 
 
@@ -92,19 +80,7 @@ def test_cached_conditionals_equal_parallel_without_reading_ungenerated_sites(ki
                                               ("patch12-snake", True)])
 def test_ardirect_sampler_matches_born_distribution(kind, constrained):
     hi, model, _, params, log_psi, _ = _setup(kind, constrained)
-    sampler = nk.sampler.ARDirectSampler(hi)
-    state = sampler.init_state(model, params, seed=2)
-    samples, _ = sampler.sample(model, params, state=state, chain_length=20000)
-    samples = np.asarray(samples).reshape(-1, hi.size)
-    if constrained:
-        assert np.all(samples.sum(axis=1) == 0), "a sample left the zero-magnetisation sector"
-    prob = np.exp(2 * log_psi.real)
-    counts = np.bincount(np.asarray(hi.states_to_numbers(samples)), minlength=hi.n_states)
-    support = prob > 1e-12
-    assert counts[~support].sum() == 0
-    expected = prob[support] / prob[support].sum() * len(samples)
-    assert chisquare(counts[support], expected).pvalue > 1e-3
-    assert 0.5 * np.abs(counts / len(samples) - prob).sum() < 0.05  # total-variation distance
+    assert_born_distribution(hi, ardirect_samples(hi, model, params), log_psi, constrained)
 
 
 def test_paths_follow_the_grid_numbering():
