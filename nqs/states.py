@@ -28,6 +28,7 @@ from netket.utils import struct
 from nqs.constraint import Constraint, U1Constraint
 from nqs.sectors import random_configurations
 from nqs.system import System
+from nqs.tokens import TokenMap
 
 MAX_ENUMERATED_STATES = 2**22
 
@@ -44,6 +45,12 @@ def check_model_matches(system: System, model: Any) -> None:
         )
     if constraint is not None and system.constraint is None:
         raise ValueError("the ansatz is constrained but the system has no constraint")
+    tokens = getattr(model, "tokens", None)
+    if isinstance(tokens, TokenMap) and tokens != system.token_map:
+        raise ValueError(f"the ansatz generates the tokens {tokens.describe()}, the system's tokens are "
+                         f"{system.token_map.describe()}")
+    if tokens is None and constraint is not None and not system.token_map.is_identity:
+        raise ValueError("the system groups its modes into tokens: build the ansatz with tokens=system.token_map")
 
 
 class SectorExchangeRule(nk.sampler.rules.ExchangeRule):
