@@ -45,7 +45,7 @@ def check_output(path: Path, mode: str, kind: str) -> None:
         SystemExit: mode "fail" and `path` exists, or mode "resume" and `path` is not an nqs result of this kind.
     """
     try:
-        run_layer.check_output(path, mode, kind)
+        run_layer.check_output(kind, path, mode)
     except FileExistsError as err:
         raise SystemExit(f"{path} exists: pass --mode overwrite to replace it, --mode resume to continue it, "
                          "or choose another --out") from err
