@@ -22,7 +22,7 @@ import numpy as np
 
 import nqs  # noqa: F401  (first: enables 64-bit floats)
 from ansatze.string_states import FAMILIES_2D, string_paths
-from dynamics.povm_dynamics import (
+from dynamics.povm import (
     TDVP_SOLVERS,
     PovmTDVPSettings,
     TrapezoidSettings,
