@@ -11,14 +11,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import numpy as np
 
-from dynamics.povm.context import MAX_FULL_SUM_SITES, PovmContext
+from dynamics.povm.context import MAX_FULL_SUM_SITES, PovmContext, set_parameters
 from dynamics.povm.diagnostics import (
+    exact_dynamics,
     exact_row,
     lattice_bonds,
     povm_observables,
@@ -26,9 +27,10 @@ from dynamics.povm.diagnostics import (
     purity_sampled,
     reduced_min_eigenvalues,
 )
-from dynamics.povm.run_file import PovmRunFile
+from dynamics.povm.run_file import PovmRunFile, method_attributes, open_run
 from nqs import exact
 from nqs.povm import POVM, density_matrix, probabilities
+from nqs.system import System
 
 
 class Recorder:
@@ -141,3 +143,21 @@ class PovmOutcome:
     def series(self, name: str) -> np.ndarray:
         """Column `name` of the rows that have it (NaN where missing)."""
         return np.array([r.get(name, np.nan) for r in self.rows])
+
+
+def record_evolution(name: str, system: System, vstate: Any, settings: Any, povm: POVM, ctx: PovmContext,
+                     fresh: dict[str, Any], steps: Callable[[Recorder, PovmRunFile, dict[str, Any], int], Any], *,
+                     rho0: np.ndarray | None, out: str | None, mode: str, config: Mapping[str, Any] | None, seed: int,
+                     ansatz: Mapping[str, Any] | None, exact: bool) -> PovmOutcome:
+    """The frame of a POVM time evolution `name`: the result file (kind "dynamics"), the run state restored from it or
+    `fresh` ({"initial": parameters at t = 0, "params", ...}), the exact reference from "initial" on `settings.times`
+    (`diagnostics.exact_dynamics`) and the recorder. `steps(recorder, run, state, index)` moves the run state from
+    save point `index` to the end and returns the final parameters, which `vstate` receives."""
+    t_start = time.perf_counter()
+    with open_run(out, mode, "dynamics", system, vstate, method_attributes(name, settings, povm, ctx), config, seed,
+                  ansatz) as run:
+        state, index = run.restore(fresh)
+        rhos = exact_dynamics(ctx, state["initial"], povm, rho0, settings.times, exact)
+        recorder = Recorder(ctx, povm, run, rhos, settings.n_obs_samples, settings.purity_max_sites, settings.times)
+        set_parameters(vstate, steps(recorder, run, state, index))
+    return PovmOutcome(vstate, settings.times, recorder.rows, recorder.exact, time.perf_counter() - t_start)

@@ -1,4 +1,4 @@
-"""Settings every POVM method shares: the optimiser with its learning-rate schedule, and the time grid.
+"""Settings every POVM method shares: what is recorded, the optimiser with its learning-rate schedule, the time grid.
 
 The schedule is `nqs.schedules.learning_rate_schedule` (one vocabulary for the project): "constant"; "step"
 (× `drop_factor` from iteration `drop_at`, Luo et al., PRL 128, 090501 (2022)); "cosine" or "exponential" decay from
@@ -15,6 +15,22 @@ import optax
 from nqs.schedules import check_schedule, learning_rate_schedule
 
 DECAYING = ("cosine", "exponential")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordingSettings:
+    """The recording of every POVM method (stored as /method attributes with the method's own settings).
+
+    Attributes:
+        n_obs_samples: samples for the observables at save points (sampled mode).
+        purity_max_sites: estimate the purity from paired samples only up to this N (its variance grows
+            exponentially with N).
+        seed: seed of the sampling keys.
+    """
+
+    n_obs_samples: int = 20000
+    purity_max_sites: int = 8
+    seed: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from dynamics.povm.context import PovmContext, apply_lindbladian, as_jit_output, make_context, set_parameters
 from dynamics.povm.recorder import PovmOutcome, Recorder
 from dynamics.povm.run_file import PovmRunFile, method_attributes, open_run
-from dynamics.povm.settings import AdamSettings
+from dynamics.povm.settings import AdamSettings, RecordingSettings
 from dynamics.povm.tdvp import PovmTDVPSettings, make_tdvp_rhs
 from nqs import exact
 from nqs.exact import MAX_OPEN_SITES
@@ -37,7 +37,7 @@ STEADY_OPTIMIZERS = ("adam", "natural")
 
 
 @dataclasses.dataclass(frozen=True)
-class SteadyStateSettings(AdamSettings):
+class SteadyStateSettings(AdamSettings, RecordingSettings):
     """Variational steady state ‖L P_θ‖₁ → min (stored as /method attributes).
 
     Attributes:
@@ -50,7 +50,9 @@ class SteadyStateSettings(AdamSettings):
             time); in full summation the exact loss of every iteration after `eval_after` is compared.
         n_eval_samples: samples of the checkpoint-selection loss estimate (sampled mode).
         pinv_rtol, pinv_rtol_smooth: the cut-offs of the "natural" optimizer (as in `PovmTDVPSettings`).
-        n_obs_samples, purity_max_sites, seed: as in `TrapezoidSettings`.
+        learning_rate, …, lr_final: the optimiser and its schedule (`AdamSettings`; the "step" drop at 600 comes
+            after the default run).
+        n_obs_samples (default 10⁵), purity_max_sites, seed: `RecordingSettings`.
     """
 
     optimizer: str = "adam"
@@ -61,8 +63,6 @@ class SteadyStateSettings(AdamSettings):
     pinv_rtol: float = 1e-12
     pinv_rtol_smooth: float = 1e-4
     n_obs_samples: int = 100000
-    purity_max_sites: int = 8
-    seed: int = 0
     drop_at: int = 600
 
     def __post_init__(self):
@@ -157,20 +157,10 @@ def _make_chunk(ctx: PovmContext, settings: SteadyStateSettings, direction: Call
     return chunk
 
 
-def find_steady_state(
-    system: System,
-    vstate: Any,
-    settings: SteadyStateSettings | None = None,
-    *,
-    povm: POVM | None = None,
-    out: str | None = None,
-    mode: str = "fail",
-    config: Mapping[str, Any] | None = None,
-    seed: int = 0,
-    ansatz: Mapping[str, Any] | None = None,
-    exact: bool = True,
-    progress: bool = True,
-) -> PovmOutcome:
+def find_steady_state(system: System, vstate: Any, settings: SteadyStateSettings | None = None, *,
+                      povm: POVM | None = None, out: str | None = None, mode: str = "fail",
+                      config: Mapping[str, Any] | None = None, seed: int = 0, ansatz: Mapping[str, Any] | None = None,
+                      exact: bool = True, progress: bool = True) -> PovmOutcome:
     """Variational steady state (Luo et al., PRL 128, 090501 (2022)): min_θ ‖L P_θ‖₁ = E_{a∼P_θ}|L_loc(a)|
     by Adam, or by relaxation along the POVM-TDVP flow (``settings.optimizer = "natural"``), keeping the best
     checkpoint by a large-sample (full sum: exact) loss after `eval_after`.

@@ -15,7 +15,6 @@ Var(L_loc − O·θ̇)/Var(L_loc) is recorded (in-sample when sampled: it undere
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -28,10 +27,9 @@ from tqdm.auto import tqdm
 
 from dynamics.integrators import ADAPTIVE, check_integrator, make_integrator
 from dynamics.povm.context import PovmContext, apply_lindbladian, as_jit_output, make_context, set_parameters
-from dynamics.povm.diagnostics import exact_dynamics
-from dynamics.povm.recorder import PovmOutcome, Recorder
-from dynamics.povm.run_file import PovmRunFile, method_attributes, open_run
-from dynamics.povm.settings import check_time_grid, save_times
+from dynamics.povm.recorder import PovmOutcome, Recorder, record_evolution
+from dynamics.povm.run_file import PovmRunFile
+from dynamics.povm.settings import RecordingSettings, check_time_grid, save_times
 from dynamics.povm.solvers import TDVP_SOLVERS, solve_tdvp
 from dynamics.tangent_start import HEAD, TangentStartReport, fit_tangent_start
 from nqs.povm import POVM
@@ -41,7 +39,7 @@ MAX_FULL_SUM_JACOBIAN_BYTES = 8 * 2**30  # full-sum POVM-TDVP stores the (4^N, n
 
 
 @dataclasses.dataclass(frozen=True)
-class PovmTDVPSettings:
+class PovmTDVPSettings(RecordingSettings):
     """POVM-TDVP (stored as /method attributes).
 
     Attributes:
@@ -60,7 +58,7 @@ class PovmTDVPSettings:
         heldout_samples: at every save time of a sampled run, also evaluate the relative residual of a fresh θ̇ on
             this many independent samples (``tdvp_residual_heldout``; 0: off). The in-sample residual falls when the
             fit absorbs sample noise; the held-out one rises.
-        n_obs_samples, purity_max_sites, seed: as in `TrapezoidSettings`.
+        n_obs_samples, purity_max_sites, seed: `RecordingSettings`.
     """
 
     t_end: float = 1.0
@@ -76,9 +74,6 @@ class PovmTDVPSettings:
     snr_tol: float = 2.0
     cv_cutoffs: tuple[float, ...] = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
     heldout_samples: int = 0
-    n_obs_samples: int = 20000
-    purity_max_sites: int = 8
-    seed: int = 0
 
     def __post_init__(self):
         check_time_grid(self.t_end, self.dt, self.n_save)
@@ -205,21 +200,10 @@ class _Flow:
 
 
 # -- the driver -------------------------------------------------------------------------------------
-def evolve_povm_tdvp(
-    system: System,
-    vstate: Any,
-    settings: PovmTDVPSettings | None = None,
-    *,
-    povm: POVM | None = None,
-    rho0: np.ndarray | None = None,
-    out: str | None = None,
-    mode: str = "fail",
-    config: Mapping[str, Any] | None = None,
-    seed: int = 0,
-    ansatz: Mapping[str, Any] | None = None,
-    exact: bool = True,
-    progress: bool = True,
-) -> PovmOutcome:
+def evolve_povm_tdvp(system: System, vstate: Any, settings: PovmTDVPSettings | None = None, *, povm: POVM | None = None,
+                     rho0: np.ndarray | None = None, out: str | None = None, mode: str = "fail",
+                     config: Mapping[str, Any] | None = None, seed: int = 0, ansatz: Mapping[str, Any] | None = None,
+                     exact: bool = True, progress: bool = True) -> PovmOutcome:
     """Lindblad dynamics of the POVM distribution by TDVP (Reh, Schmitt, Gärttner, PRL 127, 230501 (2021)):
     Cov(O, O) θ̇ = Cov(O, L_loc), O_k = ∂ log P_θ/∂θ_k, integrated with NetKet's Runge–Kutta integrators.
 
@@ -233,18 +217,15 @@ def evolve_povm_tdvp(
     ctx = make_context(system, vstate, povm)
     flat0, unravel = ravel_pytree(vstate.parameters)
     _check_full_sum_jacobian(ctx, flat0)
-    t_start = time.perf_counter()
-    with open_run(out, mode, "dynamics", system, vstate, method_attributes("dynamics.povm_tdvp", settings, povm, ctx),
-                  config, seed, ansatz) as run:
-        params = as_jit_output(vstate.parameters)
-        state, first = run.restore({"initial": params, "params": params, "t": 0.0, "dt": settings.dt, "steps": 0,
-                                    "key": jax.random.PRNGKey(settings.seed)})
-        rhos = exact_dynamics(ctx, state["initial"], povm, rho0, settings.times, exact)
-        recorder = Recorder(ctx, povm, run, rhos, settings.n_obs_samples, settings.purity_max_sites, settings.times)
-        y = _integrate(ctx, settings, unravel, recorder, run, state, first, progress)
-        set_parameters(vstate, unravel(y))
-    return PovmOutcome(vstate, settings.times, recorder.rows, recorder.exact, time.perf_counter() - t_start)
+    params = as_jit_output(vstate.parameters)
 
+    def steps(recorder: Recorder, run: PovmRunFile, state: dict[str, Any], first: int):
+        return unravel(_integrate(ctx, settings, unravel, recorder, run, state, first, progress))
+
+    return record_evolution("dynamics.povm_tdvp", system, vstate, settings, povm, ctx,
+                            {"initial": params, "params": params, "t": 0.0, "dt": settings.dt, "steps": 0,
+                             "key": jax.random.PRNGKey(settings.seed)}, steps,
+                            rho0=rho0, out=out, mode=mode, config=config, seed=seed, ansatz=ansatz, exact=exact)
 
 def _check_full_sum_jacobian(ctx: PovmContext, flat: jax.Array) -> None:
     if ctx.full_sum:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,17 +27,16 @@ import optax
 import scipy.linalg
 from tqdm.auto import tqdm
 
-from dynamics.povm.context import PovmContext, apply_lindbladian, as_jit_output, make_context, set_parameters
-from dynamics.povm.diagnostics import exact_dynamics
-from dynamics.povm.recorder import PovmOutcome, Recorder
-from dynamics.povm.run_file import PovmRunFile, method_attributes, open_run
-from dynamics.povm.settings import AdamSettings, check_time_grid, save_times
+from dynamics.povm.context import PovmContext, apply_lindbladian, as_jit_output, make_context
+from dynamics.povm.recorder import PovmOutcome, Recorder, record_evolution
+from dynamics.povm.run_file import PovmRunFile
+from dynamics.povm.settings import AdamSettings, RecordingSettings, check_time_grid, save_times
 from nqs.povm import POVM
 from nqs.system import System
 
 
 @dataclasses.dataclass(frozen=True)
-class TrapezoidSettings(AdamSettings):
+class TrapezoidSettings(AdamSettings, RecordingSettings):
     """Forward–backward trapezoid dynamics (stored as /method attributes).
 
     Attributes:
@@ -47,19 +45,14 @@ class TrapezoidSettings(AdamSettings):
             interval between save points, t_end/(n_save − 1). Luo et al.'s τ is step_size/2.
         n_save: number of save points in [0, t_end], both ends included.
         n_iter: Adam iterations per step (Adam is re-initialised every step, warm start θ' = θ).
-        n_obs_samples: samples for observables at save points (sampled mode).
-        purity_max_sites: estimate the purity from paired samples only up to this N (its variance grows
-            exponentially with N).
-        seed: seed of the sampling keys.
+        learning_rate, …, lr_final: Adam and its schedule (`AdamSettings`).
+        n_obs_samples, purity_max_sites, seed: `RecordingSettings`.
     """
 
     t_end: float = 1.0
     dt: float = 0.016
     n_save: int = 11
     n_iter: int = 120
-    n_obs_samples: int = 20000
-    purity_max_sites: int = 8
-    seed: int = 0
 
     def __post_init__(self):
         super().__post_init__()
@@ -155,21 +148,10 @@ def make_trapezoid_step(ctx: PovmContext, settings: TrapezoidSettings) -> Callab
     return step
 
 
-def evolve_trapezoid(
-    system: System,
-    vstate: Any,
-    settings: TrapezoidSettings | None = None,
-    *,
-    povm: POVM | None = None,
-    rho0: np.ndarray | None = None,
-    out: str | None = None,
-    mode: str = "fail",
-    config: Mapping[str, Any] | None = None,
-    seed: int = 0,
-    ansatz: Mapping[str, Any] | None = None,
-    exact: bool = True,
-    progress: bool = True,
-) -> PovmOutcome:
+def evolve_trapezoid(system: System, vstate: Any, settings: TrapezoidSettings | None = None, *, povm: POVM | None = None,
+                     rho0: np.ndarray | None = None, out: str | None = None, mode: str = "fail",
+                     config: Mapping[str, Any] | None = None, seed: int = 0, ansatz: Mapping[str, Any] | None = None,
+                     exact: bool = True, progress: bool = True) -> PovmOutcome:
     """Lindblad dynamics of the POVM distribution by the forward–backward trapezoid (Luo et al., PRL 128,
     090501 (2022)): per step, min_θ' Σ_a |P_θ' − (dt/2) L P_θ' − P_θ − (dt/2) L P_θ| by Adam (module docstring).
 
@@ -193,17 +175,14 @@ def evolve_trapezoid(
     settings = settings or TrapezoidSettings()
     povm = povm or POVM.tetrahedral()
     ctx = make_context(system, vstate, povm)
-    t_start = time.perf_counter()
-    with open_run(out, mode, "dynamics", system, vstate, method_attributes("dynamics.povm_trapezoid", settings, povm,
-                                                                           ctx), config, seed, ansatz) as run:
-        params = as_jit_output(vstate.parameters)
-        state, index = run.restore({"initial": params, "params": params, "key": jax.random.PRNGKey(settings.seed)})
-        rhos = exact_dynamics(ctx, state["initial"], povm, rho0, settings.times, exact)
-        recorder = Recorder(ctx, povm, run, rhos, settings.n_obs_samples, settings.purity_max_sites, settings.times)
-        params = _run_steps(ctx, settings, recorder, run, state, index, progress)
-        set_parameters(vstate, params)
-    return PovmOutcome(vstate, settings.times, recorder.rows, recorder.exact, time.perf_counter() - t_start)
+    params = as_jit_output(vstate.parameters)
 
+    def steps(recorder: Recorder, run: PovmRunFile, state: dict[str, Any], index: int):
+        return _run_steps(ctx, settings, recorder, run, state, index, progress)
+
+    return record_evolution("dynamics.povm_trapezoid", system, vstate, settings, povm, ctx,
+                            {"initial": params, "params": params, "key": jax.random.PRNGKey(settings.seed)}, steps,
+                            rho0=rho0, out=out, mode=mode, config=config, seed=seed, ansatz=ansatz, exact=exact)
 
 def _run_steps(ctx: PovmContext, settings: TrapezoidSettings, recorder: Recorder, run: PovmRunFile,
                state: dict[str, Any], index: int, progress: bool):
