@@ -227,7 +227,9 @@ def evolve_povm_tdvp(system: System, vstate: Any, settings: PovmTDVPSettings | N
                              "key": jax.random.PRNGKey(settings.seed)}, steps,
                             rho0=rho0, out=out, mode=mode, config=config, seed=seed, ansatz=ansatz, exact=exact)
 
+
 def _check_full_sum_jacobian(ctx: PovmContext, flat: jax.Array) -> None:
+    """ValueError when the full-sum (4^N, n_params) Jacobian would exceed `MAX_FULL_SUM_JACOBIAN_BYTES`."""
     if ctx.full_sum:
         jacobian_bytes = 4**ctx.n_sites * flat.size * flat.dtype.itemsize
         if jacobian_bytes > MAX_FULL_SUM_JACOBIAN_BYTES:

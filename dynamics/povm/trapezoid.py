@@ -184,6 +184,7 @@ def evolve_trapezoid(system: System, vstate: Any, settings: TrapezoidSettings | 
                             {"initial": params, "params": params, "key": jax.random.PRNGKey(settings.seed)}, steps,
                             rho0=rho0, out=out, mode=mode, config=config, seed=seed, ansatz=ansatz, exact=exact)
 
+
 def _run_steps(ctx: PovmContext, settings: TrapezoidSettings, recorder: Recorder, run: PovmRunFile,
                state: dict[str, Any], index: int, progress: bool):
     """The trapezoid steps after save point `index` (recorded first when 0), with a row and a checkpoint at every save
