@@ -207,7 +207,7 @@ def find_steady_state(system: System, vstate: Any, settings: SteadyStateSettings
 
 
 def _checkpoint(run: PovmRunFile, state: dict[str, Any]) -> None:
-    """The run state as a checkpoint after its iteration: parameters apart from the optimiser's state."""
+    """The run state as a checkpoint after its iteration: the parameters apart from the rest of the run state."""
     run.checkpoint(int(state["iteration"]), params=state["params"],
                    state={k: v for k, v in state.items() if k != "params"})
 
