@@ -18,7 +18,7 @@ trajectory early (README). This module chooses β — which does not change the 
 Adam on r² over (β, v) jointly, on samples a ∼ P drawn once (the state and therefore the samples and
 targets stay fixed), then the head is left at its start value. The returned parameters describe
 exactly the same state (checked on the samples), with a tangent space that contains the first-order motion
-(r² 0.41 → 1.2e-3 on held-out samples for that model, 1 000 iterations, 2–5 min on 2 CPU cores). It fixes the
+(r² 0.41 → 1.2e-3 on held-out samples for that model, 1 000 iterations). It fixes the
 start only: later the body directions carry weight ∝ |head kernel| ∝ t, which a noise cut-off suppresses (README).
 
 This is the autoregressive counterpart of the shift-register start of `ansatze.mps` (whose tangent space

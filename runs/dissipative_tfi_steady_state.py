@@ -34,7 +34,7 @@ from _common import (
 
 from ansatze.string_states import FAMILIES_1D, string_paths
 from dynamics.ndm_steady_state import NDMSettings, find_ndm_steady_state
-from dynamics.povm_dynamics import SteadyStateSettings, find_steady_state
+from dynamics.povm import SteadyStateSettings, find_steady_state
 from hamiltonians import dissipative_tfi
 from nqs import results
 from nqs.povm import POVM
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         lr = args.lr if args.lr is not None else (0.1 if args.optimizer == "natural" else 1e-2)
         settings = SteadyStateSettings(
             optimizer=args.optimizer, pinv_rtol_smooth=args.cutoff,
-            n_iter=args.iterations, learning_rate=lr, schedule="cosine", final_fraction=1e-2,
+            n_iter=args.iterations, learning_rate=lr, lr_schedule="cosine", lr_final=lr * 1e-2,
             eval_after=min(eval_after, args.iterations - 1), eval_every=max(args.iterations // 50, 1),
             n_eval_samples=args.eval_samples or max(4 * args.samples, 4096),
             n_obs_samples=max(16 * args.samples, 16384),

@@ -22,7 +22,7 @@ import numpy as np
 from _common import add_dtype_option, build_povm_state, check_output, config_of, experiment_parser
 
 from ansatze.string_states import FAMILIES_2D, string_paths
-from dynamics.povm_dynamics import (
+from dynamics.povm import (
     TDVP_SOLVERS,
     PovmTDVPSettings,
     TrapezoidSettings,

@@ -202,10 +202,10 @@ def test_mcstate_samples_expect_and_grad():
 
 # -- POVM dynamics ---------------------------------------------------------------------------------
 def test_povm_dynamics_with_string_states():
-    """`dynamics.povm_dynamics` takes String States unchanged: a FullSumState runs the steady-state driver,
+    """`dynamics.povm` takes String States unchanged: a FullSumState runs the steady-state driver,
     and an MCState with StringStatesSampler (an ARDirectSampler subclass) is accepted by the sampled mode,
     whose ‖L P‖₁ estimate from String-State samples agrees with the exact sum."""
-    from dynamics import povm_dynamics as pd
+    from dynamics import povm as pd
     from hamiltonians import dissipative_tfi
 
     system = dissipative_tfi(3, V=2.0, g=1.0, gamma=1.0)
@@ -217,9 +217,9 @@ def test_povm_dynamics_with_string_states():
     params = steady.state.parameters
     sampled = nk.vqs.MCState(StringStatesSampler(hi), model, n_samples=4000, variables={"params": params},
                              sampler_seed=1)
-    ctx_full = pd._make_context(system, steady.state, None)
-    ctx = pd._make_context(system, sampled, None)
-    exact, _ = jax.jit(pd._steady_loss(ctx_full, 0))(params, jax.random.PRNGKey(0))
-    value, per_sample = jax.jit(pd._steady_loss(ctx, 4000))(params, jax.random.PRNGKey(1))
+    ctx_full = pd.make_context(system, steady.state, None)
+    ctx = pd.make_context(system, sampled, None)
+    exact, _ = jax.jit(pd.steady_state_loss(ctx_full, 0))(params, jax.random.PRNGKey(0))
+    value, per_sample = jax.jit(pd.steady_state_loss(ctx, 4000))(params, jax.random.PRNGKey(1))
     error = float(np.std(per_sample) / np.sqrt(per_sample.shape[0]))
     assert abs(float(value) - float(exact)) < 5 * error
