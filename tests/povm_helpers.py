@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from dynamics.povm import PovmOutcome
-from nqs import System, results
+from nqs import System
 from nqs.povm import POVM, probabilities
+from nqs.run import Run
 
 W = np.sqrt(35.0)
 UP = (0.5, 1 / 6, 1 / 6, 1 / 6)  # tetrahedral POVM image of |up>
@@ -72,8 +73,8 @@ def check_analytic(out: PovmOutcome, atol: float) -> None:
 
 
 def killed_at_row(monkeypatch, row: int, run) -> None:
-    """Run `run()` with the result file's `append` raising KeyboardInterrupt at history row number `row` (1-based)."""
-    append = results.ResultFile.append
+    """Run `run()` with the run layer's `append` raising KeyboardInterrupt at history row number `row` (1-based)."""
+    append = Run.append
     calls = {"n": 0}
 
     def interrupted(self, values):
@@ -83,7 +84,7 @@ def killed_at_row(monkeypatch, row: int, run) -> None:
         return append(self, values)
 
     with monkeypatch.context() as m:
-        m.setattr(results.ResultFile, "append", interrupted)
+        m.setattr(Run, "append", interrupted)
         with pytest.raises(KeyboardInterrupt):
             run()
 

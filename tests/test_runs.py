@@ -16,6 +16,7 @@ from conftest import REPO
 import nqs.exact
 from ansatze.choice import AnsatzChoice, build_ansatz
 from nqs import results
+from nqs.result_file import ResultFile
 from nqs.system import System
 
 SCRIPTS = sorted(s for s in (REPO / "runs").glob("*.py") if not s.name.startswith("_"))
@@ -131,7 +132,7 @@ def _foreign_hdf5(path):
 
 
 def _other_result(path):
-    with results.ResultFile(path, kind="dynamics", config={"experiment": "another"}, seed=7) as file:
+    with ResultFile(path, kind="dynamics", config={"experiment": "another"}, seed=7) as file:
         file.append({"step": 0, "energy": -1.0})
 
 

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import jax
 import numpy as np
@@ -27,9 +27,10 @@ from dynamics.povm.diagnostics import (
     purity_sampled,
     reduced_min_eigenvalues,
 )
-from dynamics.povm.run_file import PovmRunFile, method_attributes, open_run
 from nqs import exact
 from nqs.povm import POVM, density_matrix, probabilities
+from nqs.recipes import describe_ansatz
+from nqs.run import Rows, Run, RunOptions
 from nqs.system import System
 
 
@@ -39,20 +40,19 @@ class Recorder:
     Args:
         ctx: the POVM context of the run.
         povm: its POVM.
-        run: the result file the rows and the exact reference go to.
+        run: the run (`nqs.run.Run`) the rows and the exact reference go to.
         exact_rhos: the exact ρ at the save times (steady state: one ρ), or None.
         n_obs_samples: samples for the observables (sampled mode).
         purity_max_sites: estimate the purity from paired samples only up to this N.
         times: the save times (dynamics), or None (steady state: the exact reference is scalars).
     """
 
-    def __init__(self, ctx: PovmContext, povm: POVM, run: PovmRunFile, exact_rhos: list[np.ndarray] | None,
+    def __init__(self, ctx: PovmContext, povm: POVM, run: Run, exact_rhos: list[np.ndarray] | None,
                  n_obs_samples: int, purity_max_sites: int, times: np.ndarray | None = None):
         self.ctx, self.povm, self.run = ctx, povm, run
         self.n_obs_samples, self.purity_max_sites = n_obs_samples, purity_max_sites
         self.obs, dense = povm_observables(ctx.system, povm)
         self.bonds = lattice_bonds(ctx.system)
-        self.rows: list[dict[str, float]] = []
         self.exact_rhos = exact_rhos
         self.t0 = time.perf_counter()
         self.exact: dict[str, Any] = {}
@@ -67,10 +67,14 @@ class Recorder:
                 self.exact["time"] = np.asarray(times, dtype=float)
             run.write_exact(self.exact)
 
-    def append(self, row: dict[str, float]) -> None:
-        """Keep `row` and append it to the result file."""
-        self.rows.append(row)
-        self.run.append(row)
+    def append(self, row: dict[str, float]) -> dict[str, float]:
+        """Append `row` to the run."""
+        return self.run.append(row)
+
+    @property
+    def rows(self) -> list[dict[str, float]]:
+        """The rows recorded in this call."""
+        return self.run.rows
 
     def record(self, index: int, t: float | None, params, key, diagnostics: Mapping[str, float] | None = None,
                exact_index: int | None = None) -> dict[str, float]:
@@ -107,8 +111,7 @@ class Recorder:
                 P_model = np.asarray(self._probs(params))
             row.update(self._exact_comparison(P_model, self.exact_rhos[exact_index or 0]))
         row.update(diagnostics or {})
-        self.append(row)
-        return row
+        return self.append(row)
 
     def _exact_comparison(self, P_model: np.ndarray, rho: np.ndarray) -> dict[str, float]:
         """Classical fidelity, ‖P_θ − P_exact‖₁ and the trace distance of ρ(P_θ) to the exact ρ."""
@@ -120,7 +123,7 @@ class Recorder:
 
 
 @dataclasses.dataclass
-class PovmOutcome:
+class PovmOutcome(Rows):
     """A finished POVM run.
 
     Attributes:
@@ -140,24 +143,43 @@ class PovmOutcome:
     wall_time: float
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def series(self, name: str) -> np.ndarray:
-        """Column `name` of the rows that have it (NaN where missing)."""
-        return np.array([r.get(name, np.nan) for r in self.rows])
+
+def method_attributes(name: str, settings: Any, povm: POVM, ctx: PovmContext) -> dict[str, Any]:
+    """The /method attributes: the method's name, its settings, the POVM and the mode."""
+    return {"name": name, **dataclasses.asdict(settings), "povm": povm.name,
+            "mode": "full_sum" if ctx.full_sum else "sampled", "n_samples": ctx.n_samples}
+
+
+def open_povm_run(kind: str, name: str, system: System, vstate: Any, settings: Any, povm: POVM, ctx: PovmContext,
+                  seed: int, ansatz: Mapping[str, Any] | None, **run: Unpack[RunOptions]) -> Run:
+    """The run of POVM method `name` (kind "dynamics" or "steady_state") with its metadata."""
+    return Run(kind=kind, system=system, ansatz=describe_ansatz(vstate, ansatz, system),
+               method=method_attributes(name, settings, povm, ctx), seed=seed, **run)
+
+
+def restore(run: Run, fresh: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """(run state, step of its checkpoint): the checkpoint of a resumed run, else `fresh` at step 0. A run state is the
+    parameters "params" and the method's own state, which the checkpoint stores apart."""
+    params, state = fresh["params"], {k: v for k, v in fresh.items() if k != "params"}
+    checkpoint = run.restore(params, state)
+    if checkpoint is None:
+        return fresh, 0
+    return {**checkpoint.state, "params": checkpoint.params}, checkpoint.step
 
 
 def record_evolution(name: str, system: System, vstate: Any, settings: Any, povm: POVM, ctx: PovmContext,
-                     fresh: dict[str, Any], steps: Callable[[Recorder, PovmRunFile, dict[str, Any], int], Any], *,
-                     rho0: np.ndarray | None, out: str | None, mode: str, config: Mapping[str, Any] | None, seed: int,
-                     ansatz: Mapping[str, Any] | None, exact: bool) -> PovmOutcome:
-    """The frame of a POVM time evolution `name`: the result file (kind "dynamics"), the run state restored from it or
-    `fresh` ({"initial": parameters at t = 0, "params", ...}), the exact reference from "initial" on `settings.times`
-    (`diagnostics.exact_dynamics`) and the recorder. `steps(recorder, run, state, index)` moves the run state from
-    save point `index` to the end and returns the final parameters, which `vstate` receives."""
+                     fresh: dict[str, Any], steps: Callable[[Recorder, Run, dict[str, Any], int], Any], *,
+                     rho0: np.ndarray | None, seed: int, ansatz: Mapping[str, Any] | None, exact: bool,
+                     **run: Unpack[RunOptions]) -> PovmOutcome:
+    """The frame of a POVM time evolution `name`: the run (kind "dynamics"), the run state restored from its
+    checkpoint or `fresh` ({"initial": parameters at t = 0, "params", ...}), the exact reference from "initial" on
+    `settings.times` (`diagnostics.exact_dynamics`) and the recorder. `steps(recorder, run, state, index)` moves the
+    run state from save point `index` to the end and returns the final parameters, which `vstate` receives."""
     t_start = time.perf_counter()
-    with open_run(out, mode, "dynamics", system, vstate, method_attributes(name, settings, povm, ctx), config, seed,
-                  ansatz) as run:
-        state, index = run.restore(fresh)
+    with open_povm_run("dynamics", name, system, vstate, settings, povm, ctx, seed, ansatz, **run) as recording:
+        state, index = restore(recording, fresh)
         rhos = exact_dynamics(ctx, state["initial"], povm, rho0, settings.times, exact)
-        recorder = Recorder(ctx, povm, run, rhos, settings.n_obs_samples, settings.purity_max_sites, settings.times)
-        set_parameters(vstate, steps(recorder, run, state, index))
-    return PovmOutcome(vstate, settings.times, recorder.rows, recorder.exact, time.perf_counter() - t_start)
+        recorder = Recorder(ctx, povm, recording, rhos, settings.n_obs_samples, settings.purity_max_sites,
+                            settings.times)
+        set_parameters(vstate, steps(recorder, recording, state, index))
+    return PovmOutcome(vstate, settings.times, recording.rows, recorder.exact, time.perf_counter() - t_start)

@@ -14,23 +14,22 @@ import functools
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
-from tqdm.auto import tqdm
 
 from dynamics.povm.context import PovmContext, apply_lindbladian, as_jit_output, make_context, set_parameters
-from dynamics.povm.recorder import PovmOutcome, Recorder
-from dynamics.povm.run_file import PovmRunFile, method_attributes, open_run
+from dynamics.povm.recorder import PovmOutcome, Recorder, open_povm_run, restore
 from dynamics.povm.settings import AdamSettings, RecordingSettings
 from dynamics.povm.tdvp import PovmTDVPSettings, make_tdvp_rhs
 from nqs import exact
 from nqs.exact import MAX_OPEN_SITES
 from nqs.povm import POVM
+from nqs.run import Run, RunOptions
 from nqs.system import System
 
 STEADY_OPTIMIZERS = ("adam", "natural")
@@ -158,9 +157,8 @@ def _make_chunk(ctx: PovmContext, settings: SteadyStateSettings, direction: Call
 
 
 def find_steady_state(system: System, vstate: Any, settings: SteadyStateSettings | None = None, *,
-                      povm: POVM | None = None, out: str | None = None, mode: str = "fail",
-                      config: Mapping[str, Any] | None = None, seed: int = 0, ansatz: Mapping[str, Any] | None = None,
-                      exact: bool = True, progress: bool = True) -> PovmOutcome:
+                      povm: POVM | None = None, seed: int = 0, ansatz: Mapping[str, Any] | None = None,
+                      exact: bool = True, **run: Unpack[RunOptions]) -> PovmOutcome:
     """Variational steady state (Luo et al., PRL 128, 090501 (2022)): min_θ ‖L P_θ‖₁ = E_{a∼P_θ}|L_loc(a)|
     by Adam, or by relaxation along the POVM-TDVP flow (``settings.optimizer = "natural"``), keeping the best
     checkpoint by a large-sample (full sum: exact) loss after `eval_after`.
@@ -183,37 +181,36 @@ def find_steady_state(system: System, vstate: Any, settings: SteadyStateSettings
     povm = povm or POVM.tetrahedral()
     ctx = make_context(system, vstate, povm)
     t_start = time.perf_counter()
-    with open_run(out, mode, "steady_state", system, vstate,
-                  method_attributes("dynamics.povm_steady_state", settings, povm, ctx), config, seed, ansatz) as run:
+    with open_povm_run("steady_state", "dynamics.povm_steady_state", system, vstate, settings, povm, ctx, seed, ansatz,
+                       **run) as recording:
         rhos = [exact_steady_state(system)] if exact and ctx.n_sites <= MAX_OPEN_SITES else None
-        recorder = Recorder(ctx, povm, run, rhos, settings.n_obs_samples, settings.purity_max_sites)
+        recorder = Recorder(ctx, povm, recording, rhos, settings.n_obs_samples, settings.purity_max_sites)
         opt = settings.make_optimizer(settings.n_iter)
         params = as_jit_output(vstate.parameters)
         # full sum: the exact loss of every iteration is compared inside the scan ("best", carried);
         # sampled: only the large-sample estimates at the evaluation points ("evaluated"). A finished run's state
         # holds the best parameters as "params" and the winner of the two as "evaluated".
-        state, _ = run.restore({
+        state, _ = restore(recording, {
             "params": params, "opt_state": opt.init(params), "key": jax.random.PRNGKey(settings.seed), "iteration": 0,
             "best": as_jit_output((jnp.asarray(jnp.inf), jnp.asarray(-1), params)),
             "evaluated": (jnp.asarray(jnp.inf), jnp.asarray(-1), params), "finished": 0})
-        state = _optimise(ctx, settings, opt, recorder, run, state, progress)
+        state = _optimise(ctx, settings, opt, recorder, recording, state)
         loss, step, params = state["evaluated"]
         best_loss, best_step = float(loss), int(step)
         _, sub = jax.random.split(state["key"])
         recorder.record(settings.n_iter + 1, None, params, sub, {"best_loss": best_loss, "best_step": float(best_step)})
         set_parameters(vstate, params)
-    return PovmOutcome(vstate, None, recorder.rows, recorder.exact, time.perf_counter() - t_start,
+    return PovmOutcome(vstate, None, recording.rows, recorder.exact, time.perf_counter() - t_start,
                        {"best_loss": best_loss, "best_step": best_step})
 
 
-def _checkpoint(run: PovmRunFile, state: dict[str, Any]) -> None:
+def _checkpoint(run: Run, state: dict[str, Any]) -> None:
     """The run state as a checkpoint after its iteration: the parameters apart from the rest of the run state."""
-    run.checkpoint(int(state["iteration"]), params=state["params"],
-                   state={k: v for k, v in state.items() if k != "params"})
+    run.checkpoint(int(state["iteration"]), state["params"], {k: v for k, v in state.items() if k != "params"})
 
 
 def _optimise(ctx: PovmContext, settings: SteadyStateSettings, opt: optax.GradientTransformation, recorder: Recorder,
-              run: PovmRunFile, state: dict[str, Any], progress: bool) -> dict[str, Any]:
+              run: Run, state: dict[str, Any]) -> dict[str, Any]:
     """Iterate from the run state to `n_iter`, a history row and a checkpoint every `eval_every` iterations; returns
     the finished state, whose "params" are the best parameters and "evaluated" = (loss, iteration, parameters) of the
     best."""
@@ -222,7 +219,7 @@ def _optimise(ctx: PovmContext, settings: SteadyStateSettings, opt: optax.Gradie
     eval_loss = jax.jit(steady_state_loss(ctx, settings.n_eval_samples))
     it, finished = int(state["iteration"]), bool(state["finished"])
     params, opt_state, key, best, evaluated = (state[k] for k in ("params", "opt_state", "key", "best", "evaluated"))
-    bar = tqdm(total=settings.n_iter, initial=it, disable=not progress or finished, desc="POVM steady state")
+    bar = run.progress_bar(settings.n_iter, "POVM steady state", initial=it)
     while it < settings.n_iter:
         length = min(settings.eval_every, settings.n_iter - it)
         params, opt_state, key, best, values = chunk(params, opt_state, key, length, it, best)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Unpack
 
 import jax
 import jax.numpy as jnp
@@ -28,11 +28,11 @@ from tqdm.auto import tqdm
 from dynamics.integrators import ADAPTIVE, check_integrator, make_integrator
 from dynamics.povm.context import PovmContext, apply_lindbladian, as_jit_output, make_context, set_parameters
 from dynamics.povm.recorder import PovmOutcome, Recorder, record_evolution
-from dynamics.povm.run_file import PovmRunFile
 from dynamics.povm.settings import RecordingSettings, check_time_grid, save_times
 from dynamics.povm.solvers import TDVP_SOLVERS, solve_tdvp
 from dynamics.tangent_start import HEAD, TangentStartReport, fit_tangent_start
 from nqs.povm import POVM
+from nqs.run import Run, RunOptions
 from nqs.system import System
 
 MAX_FULL_SUM_JACOBIAN_BYTES = 8 * 2**30  # full-sum POVM-TDVP stores the (4^N, n_params) Jacobian
@@ -201,9 +201,8 @@ class _Flow:
 
 # -- the driver -------------------------------------------------------------------------------------
 def evolve_povm_tdvp(system: System, vstate: Any, settings: PovmTDVPSettings | None = None, *, povm: POVM | None = None,
-                     rho0: np.ndarray | None = None, out: str | None = None, mode: str = "fail",
-                     config: Mapping[str, Any] | None = None, seed: int = 0, ansatz: Mapping[str, Any] | None = None,
-                     exact: bool = True, progress: bool = True) -> PovmOutcome:
+                     rho0: np.ndarray | None = None, seed: int = 0, ansatz: Mapping[str, Any] | None = None,
+                     exact: bool = True, **run: Unpack[RunOptions]) -> PovmOutcome:
     """Lindblad dynamics of the POVM distribution by TDVP (Reh, Schmitt, Gärttner, PRL 127, 230501 (2021)):
     Cov(O, O) θ̇ = Cov(O, L_loc), O_k = ∂ log P_θ/∂θ_k, integrated with NetKet's Runge–Kutta integrators.
 
@@ -219,13 +218,13 @@ def evolve_povm_tdvp(system: System, vstate: Any, settings: PovmTDVPSettings | N
     _check_full_sum_jacobian(ctx, flat0)
     params = as_jit_output(vstate.parameters)
 
-    def steps(recorder: Recorder, run: PovmRunFile, state: dict[str, Any], first: int):
-        return unravel(_integrate(ctx, settings, unravel, recorder, run, state, first, progress))
+    def steps(recorder: Recorder, recording: Run, state: dict[str, Any], first: int):
+        return unravel(_integrate(ctx, settings, unravel, recorder, recording, state, first))
 
     return record_evolution("dynamics.povm_tdvp", system, vstate, settings, povm, ctx,
                             {"initial": params, "params": params, "t": 0.0, "dt": settings.dt, "steps": 0,
                              "key": jax.random.PRNGKey(settings.seed)}, steps,
-                            rho0=rho0, out=out, mode=mode, config=config, seed=seed, ansatz=ansatz, exact=exact)
+                            rho0=rho0, seed=seed, ansatz=ansatz, exact=exact, **run)
 
 
 def _check_full_sum_jacobian(ctx: PovmContext, flat: jax.Array) -> None:
@@ -240,7 +239,7 @@ def _check_full_sum_jacobian(ctx: PovmContext, flat: jax.Array) -> None:
 
 
 def _integrate(ctx: PovmContext, settings: PovmTDVPSettings, unravel: Callable, recorder: Recorder,
-               run: PovmRunFile, state: dict[str, Any], first: int, progress: bool) -> jax.Array:
+               run: Run, state: dict[str, Any], first: int) -> jax.Array:
     """Integrate from the state of save point `first` (recorded first when 0) to t_end, with a row and a checkpoint
     at every save point; returns the final flat parameters."""
     times = settings.times
@@ -254,13 +253,13 @@ def _integrate(ctx: PovmContext, settings: PovmTDVPSettings, unravel: Callable, 
     def save_point(index: int, diagnostics: dict[str, float] | None = None) -> None:
         params = unravel(integrator.y)
         recorder.record(index, float(times[index]), params, flow.next_key(), diagnostics, exact_index=index)
-        run.checkpoint(index, params=params, state={"initial": state["initial"], "t": float(integrator.t),
-                                                    "dt": float(integrator.dt), "steps": n_steps, "key": flow.key})
+        run.checkpoint(index, params, {"initial": state["initial"], "t": float(integrator.t),
+                                       "dt": float(integrator.dt), "steps": n_steps, "key": flow.key})
 
     if first == 0:
         save_point(0)
-    bar = tqdm(total=float(times[-1]), initial=float(state["t"]), disable=not progress, desc="POVM-TDVP",
-               unit="time", bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}{postfix}]")
+    bar = run.progress_bar(float(times[-1]), "POVM-TDVP", initial=float(state["t"]), unit="time",
+                           bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}{postfix}]")
     for index in range(first + 1, len(times)):
         n_steps = _advance(integrator, times[index], n_steps, bar)
         diagnostics = {"tdvp_residual": flow.residual, "tdvp_cutoff": flow.cutoff,

@@ -18,20 +18,19 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import scipy.linalg
-from tqdm.auto import tqdm
 
 from dynamics.povm.context import PovmContext, apply_lindbladian, as_jit_output, make_context
 from dynamics.povm.recorder import PovmOutcome, Recorder, record_evolution
-from dynamics.povm.run_file import PovmRunFile
 from dynamics.povm.settings import AdamSettings, RecordingSettings, check_time_grid, save_times
 from nqs.povm import POVM
+from nqs.run import Run, RunOptions
 from nqs.system import System
 
 
@@ -149,9 +148,8 @@ def make_trapezoid_step(ctx: PovmContext, settings: TrapezoidSettings) -> Callab
 
 
 def evolve_trapezoid(system: System, vstate: Any, settings: TrapezoidSettings | None = None, *, povm: POVM | None = None,
-                     rho0: np.ndarray | None = None, out: str | None = None, mode: str = "fail",
-                     config: Mapping[str, Any] | None = None, seed: int = 0, ansatz: Mapping[str, Any] | None = None,
-                     exact: bool = True, progress: bool = True) -> PovmOutcome:
+                     rho0: np.ndarray | None = None, seed: int = 0, ansatz: Mapping[str, Any] | None = None,
+                     exact: bool = True, **run: Unpack[RunOptions]) -> PovmOutcome:
     """Lindblad dynamics of the POVM distribution by the forward–backward trapezoid (Luo et al., PRL 128,
     090501 (2022)): per step, min_θ' Σ_a |P_θ' − (dt/2) L P_θ' − P_θ − (dt/2) L P_θ| by Adam (module docstring).
 
@@ -162,11 +160,11 @@ def evolve_trapezoid(system: System, vstate: Any, settings: TrapezoidSettings | 
         settings: time grid and optimiser.
         povm: the POVM (default tetrahedral).
         rho0: initial density matrix of the exact reference (default ρ(P_θ(0)), N ≤ 9, the 3×3 lattice).
-        out, mode, config, seed, ansatz: result file (kind "dynamics") and its metadata. A checkpoint (initial and
-            current parameters, random key; for TDVP also t, dt and the step count) is written at every save time,
-            and mode "resume" continues an interrupted run from it.
+        seed, ansatz: metadata of the result file (kind "dynamics"). A checkpoint (current parameters; initial
+            parameters and random key, for TDVP also t, dt and the step count) is written at every save time, and
+            mode "resume" continues an interrupted run from it.
         exact: compute the exact `mesolve` reference (N ≤ 9).
-        progress: show a progress bar over the time steps.
+        run: `out`, `mode`, `config`, `progress` (`nqs.run.RunOptions`; the bar runs over the time steps).
 
     Rows per save time: observables, purity, reduced-ρ minimum eigenvalues, exact comparisons, and
     ``step_loss`` (final L1 residual of the last step), ``max_step_loss`` and ``mean_step_loss`` since
@@ -177,16 +175,16 @@ def evolve_trapezoid(system: System, vstate: Any, settings: TrapezoidSettings | 
     ctx = make_context(system, vstate, povm)
     params = as_jit_output(vstate.parameters)
 
-    def steps(recorder: Recorder, run: PovmRunFile, state: dict[str, Any], index: int):
-        return _run_steps(ctx, settings, recorder, run, state, index, progress)
+    def steps(recorder: Recorder, recording: Run, state: dict[str, Any], index: int):
+        return _run_steps(ctx, settings, recorder, recording, state, index)
 
     return record_evolution("dynamics.povm_trapezoid", system, vstate, settings, povm, ctx,
                             {"initial": params, "params": params, "key": jax.random.PRNGKey(settings.seed)}, steps,
-                            rho0=rho0, out=out, mode=mode, config=config, seed=seed, ansatz=ansatz, exact=exact)
+                            rho0=rho0, seed=seed, ansatz=ansatz, exact=exact, **run)
 
 
-def _run_steps(ctx: PovmContext, settings: TrapezoidSettings, recorder: Recorder, run: PovmRunFile,
-               state: dict[str, Any], index: int, progress: bool):
+def _run_steps(ctx: PovmContext, settings: TrapezoidSettings, recorder: Recorder, run: Run,
+               state: dict[str, Any], index: int):
     """The trapezoid steps after save point `index` (recorded first when 0), with a row and a checkpoint at every save
     point; returns the final parameters."""
     params, key, initial = state["params"], state["key"], state["initial"]
@@ -195,18 +193,19 @@ def _run_steps(ctx: PovmContext, settings: TrapezoidSettings, recorder: Recorder
         nonlocal key
         key, sub = jax.random.split(key)
         recorder.record(i, float(settings.times[i]), params, sub, diagnostics, exact_index=i)
-        run.checkpoint(i, params=params, state={"initial": initial, "key": key})
+        run.checkpoint(i, params, {"initial": initial, "key": key})
 
     if index == 0:
         save_point(0)
     step = make_trapezoid_step(ctx, settings)
     save_every, h = settings.steps_per_save, settings.step_size
     losses, first = [], []
-    bar = tqdm(range(index * save_every + 1, settings.n_steps + 1), disable=not progress, desc="POVM trapezoid")
-    for n in bar:
+    bar = run.progress_bar(settings.n_steps, "POVM trapezoid", initial=index * save_every)
+    for n in range(index * save_every + 1, settings.n_steps + 1):
         key, sub = jax.random.split(key)
         params, initial_loss, final = step(params, sub)
         final = float(final)
+        bar.update(1)
         bar.set_postfix(t=f"{n * h:.4g}", loss=f"{final:.2e}", refresh=False)
         if not math.isfinite(final):
             raise FloatingPointError(f"trapezoid step {n}: the residual is {final}; the optimisation diverged")
@@ -218,4 +217,5 @@ def _run_steps(ctx: PovmContext, settings: TrapezoidSettings, recorder: Recorder
                 "initial_step_loss": float(np.mean(first)), "trapezoid_steps": float(n), "dt": h,
             })
             losses, first = [], []
+    bar.close()
     return params
