@@ -16,11 +16,12 @@ A = 1 + 0.01·noise reaches neighbour correlations only through distance-indepen
 state padded with zeros (plus noise ε) only at O(ε): their tangent space at t = 0 misses the direction −iHψ needs.
 Measured on the TFIM quench L = 12, h = 0.5, χ = 8, full sums, RK4 Δt = 0.02: NetKet's start has a TDVP residual
 r² = 0.29 at t = 0 and loses the state by t = 0.2 (infidelity 0.999); the padded product state with ε = 0.01 jumps to
-1.4e-3 in the first steps (4e-11 with adaptive RK45 steps, ~10× slower); this start gives r² ~ 1e-29 and 4e-10.
+1.4e-3 in the first steps (4e-11 with the slower adaptive RK45 steps, `docs/benchmarks.md`); this start gives
+r² ~ 1e-29 and 4e-10.
 
 Why an MPS: the 1D quench states of `runs/tfim_quench.py` carry little entanglement (half-chain entropy 1.4 nats
 at t = 1, 2.3 at t = 3 for L = 16), so an MPS of modest χ holds them (two cuts of a ring: Schmidt rank ≤ χ²),
-while the RBM's tangent space fails there (README). It is evaluated and sampled like any other NetKet model
+while the RBM's tangent space fails there (`docs/results.md`). It is evaluated and sampled like any other NetKet model
 (Metropolis), and it is holomorphic in its complex tensors. Divergence from NetKet: the start, and for one tensor
 on all sites the block contraction of `BlockMPS` (same parameter A − 1 and values as NetKet's `MPSPeriodic`).
 """

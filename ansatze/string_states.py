@@ -38,7 +38,7 @@ constructor raises ValueError otherwise.
 NetKet integration: `StringStates` is a plain Flax module (not an `AbstractARNN`: the mixture has no
 tractable conditionals); `StringStatesSampler` subclasses `nk.sampler.ARDirectSampler`, so it works with
 `nk.vqs.MCState` (samples, `expect`, `expect_and_grad` — NetKet's estimators assume samples from
-|ψ|^2, i.e. a base with machine_pow = 2) and with `dynamics.povm_dynamics`, which accepts an `MCState`
+|ψ|^2, i.e. a base with machine_pow = 2) and with `dynamics.povm`, which accepts an `MCState`
 whose sampler is an `ARDirectSampler` and uses only the model's log P and the sampler's samples.
 """
 
@@ -271,7 +271,7 @@ class StringStatesSampler(nk.sampler.ARDirectSampler):
     (for a path, a[π_k] = a'). Samples are independent and exact (`is_exact` is True).
 
     For any other model it behaves as `ARDirectSampler`, so it can replace that sampler everywhere. Being
-    a subclass, it is accepted wherever an `ARDirectSampler` is (e.g. `dynamics.povm_dynamics`).
+    a subclass, it is accepted wherever an `ARDirectSampler` is (e.g. `dynamics.povm`).
 
     Args: as `nk.sampler.ARDirectSampler` (hilbert, dtype).
     """

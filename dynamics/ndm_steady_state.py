@@ -1,7 +1,7 @@
 """Baseline steady state of an open system with NetKet's neural density matrix (NDM) and `SteadyState` driver.
 
 This is the "RBM density matrix + Monte Carlo" method that the POVM steady state
-(`dynamics.povm_dynamics.find_steady_state`) is compared with; NetKet's pieces are used as they are:
+(`dynamics.povm.find_steady_state`) is compared with; NetKet's pieces are used as they are:
 
 * Liouvillian: `nk.operator.LocalLiouvillian(H, [L_k])` on the doubled space ℋ⊗ℋ, with the nqs convention
 
@@ -40,8 +40,8 @@ N ≤ `nqs.MAX_OPEN_SITES`) of every observable and the purity. /checkpoint is N
 (parameters, optimiser and sampler state), so ``mode="resume"`` continues a killed run.
 
 **Known limitations** (netket/netket): #850 (NDM may not converge to the exact steady state), #1813 (no
-`VMC_SR`/minSR for steady states). The Liouvillian is a Numba operator: the first step of a process
-spends tens of seconds compiling it. Small chains already show the plateau of #850: the dissipative TFI
+`VMC_SR`/minSR for steady states). The Liouvillian is a Numba operator, compiled at the first step of a
+process (`docs/benchmarks.md`). Small chains already show the plateau of #850: the dissipative TFI
 with N = 2 converges to 1e-4 in 200 steps (lr 0.1), N = 3, g = 1 stalls near C ≈ 6e-4 with
 observable errors ≈ 0.035 for α = β = 1 and 2 alike.
 

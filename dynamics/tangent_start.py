@@ -14,12 +14,12 @@ the features mix all earlier sites alike and miss the nearest-neighbour terms of
     r²(β) = min_v E_P[(∂_v log P − g)_c²] / Var_P(g)                                              (c: centred)
 
 was 0.41 for the 3×3 dissipative XYZ model (1-layer Transformer, D = 8), and the run drifted from the exact
-trajectory early (README). This module chooses β — which does not change the state — to minimise r²:
+trajectory early (`docs/results.md`). This module chooses β — which does not change the state — to minimise r²:
 Adam on r² over (β, v) jointly, on samples a ∼ P drawn once (the state and therefore the samples and
 targets stay fixed), then the head is left at its start value. The returned parameters describe
 exactly the same state (checked on the samples), with a tangent space that contains the first-order motion
 (r² 0.41 → 1.2e-3 on held-out samples for that model, 1 000 iterations). It fixes the
-start only: later the body directions carry weight ∝ |head kernel| ∝ t, which a noise cut-off suppresses (README).
+start only: later the body directions carry weight ∝ |head kernel| ∝ t, which a noise cut-off suppresses (`docs/results.md`).
 
 This is the autoregressive counterpart of the shift-register start of `ansatze.mps` (whose tangent space
 holds every window function by construction). NetKet and jVMC have no such step; it is our own code.

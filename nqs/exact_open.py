@@ -52,11 +52,9 @@ def steady_state(
         "propagate": long-time evolution ρ ← exp(𝓛 t_chunk) ρ from the maximally mixed state (scipy's
             `expm_multiply` on QuTiP's sparse `liouvillian`) until ‖𝓛ρ‖₂/‖ρ‖₂ < `tol`; RuntimeError if
             that takes longer than `t_max` (no unique steady state, or a very small Liouvillian gap).
-        "auto" (default): QuTiP's direct solver up to 4 sites, "propagate" above. Measured for the
-            dissipative TFI (V = 2, g = 1, γ = 1) on 2 busy cores: QuTiP "direct" (SuperLU, fill-in) takes
-            50 s at N = 6 and did not finish in 6 min at N = 8; ILU-preconditioned "iterative-lgmres" 2.8 s
-            at N = 6 and not in 400 s at N = 8; "propagate" 0.2 s at N = 6 (equal to lgmres to 3e-11 in
-            ⟨X⟩) and 34 s at N = 8 (converged at t = 44).
+        "auto" (default): QuTiP's direct solver up to 4 sites, "propagate" above: QuTiP's direct (SuperLU
+            fill-in) and ILU-preconditioned iterative solvers do not finish at N = 8 where propagation does, and
+            propagation agrees with them where they do (`docs/benchmarks.md`, "Exact references").
         any other string: passed to `qutip.steadystate(method=..., solver=...)`.
     """
     if not system.is_open:

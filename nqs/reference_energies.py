@@ -52,7 +52,7 @@ def bethe_ground_state_energy(L: int, *, pbc: bool = True, J: float = 1.0, units
     counting function z(λ) = arctan(sinh πλ)/(2π) (root density ρ(λ) = 1/(2 cosh πλ)):
     λ_j = arsinh(tan(2π I_j/L))/π (periodic) or arsinh(tan(π I_j/(L + 1)))/π (open). It converges
     quadratically, to max_j |F_j| < 1e-13 L (F_j: left minus right side) or a Newton step below 1e-12, in
-    4–5 iterations for any L; L = 1000 takes a fraction of a second (dense M × M Jacobian).
+    4–5 iterations for any L (dense M × M Jacobian).
 
     Thermodynamic limit (Hulthén, Ark. Mat. Astron. Fys. 26A, 1 (1938)): E/L → J (1/4 − ln 2) ≈ −0.4431 J
     in S·S units, J (1 − 4 ln 2) ≈ −1.7726 J in Pauli units; the periodic chain approaches it from below

@@ -8,7 +8,7 @@ H = (V/4) Σ_i Z_i Z_{i+1} + (g/2) Σ_i X_i, jumps √γ σ⁻_i, Pauli units, p
   steady state), optionally a String State
   over ``--strings`` orderings; min_θ ‖L P_θ‖₁ by Adam (``--optimizer adam``) or relaxation along the POVM-TDVP
   flow θ ← θ + τ S⁻¹F (``--optimizer natural``, τ = ``--lr``, smooth cut-off ``--cutoff``), with the best checkpoint
-  chosen on a large-sample loss (`dynamics.povm_dynamics.find_steady_state`); ``--samples 0`` sums over all outcomes
+  chosen on a large-sample loss (`dynamics.povm.find_steady_state`); ``--samples 0`` sums over all outcomes
   exactly (N ≤ 9). Runs checkpoint at every history row and continue with ``--mode resume``.
 * ``--method ndm``: `nk.models.NDM` + `MCMixedState` + `SteadyState` (`dynamics.ndm_steady_state`).
 
