@@ -10,7 +10,8 @@ A_j(s)_{ab} = δ_{b, (d·a + s) mod R} for a < R, all other entries zero (plus o
 holds the last k site values: for every configuration exactly one closed path of bond states exists, so
 ψ(σ) = 1 for all σ, i.e. exactly |→⟩ = ⊗(|↑⟩+|↓⟩)/√2 for spins 1/2. Its tangent space is rich: the derivative
 along A(s)_{ab} on the path multiplies ψ by a function of the k + 1 consecutive spins it encodes, so every
-(k+1)-site window function (Σ_j σ_jσ_{j+1} included) is a first-order direction with weight O(1), and entries off the register
+(k+1)-site window function (Σ_j σ_jσ_{j+1} included) is a first-order direction with weight O(1), and entries off the
+register
 give further ones (a wrong register content is shifted out after k sites). NetKet's default start
 A = 1 + 0.01·noise reaches neighbour correlations only through distance-independent pair terms, and the product
 state padded with zeros (plus noise ε) only at O(ε): their tangent space at t = 0 misses the direction −iHψ needs.

@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     def diagnose(t: float) -> None:
         data = full_sum_data(vstate, system.hamiltonian)
-        row = {"t": t, "var_H": data["var"], "r2_exact": least_squares_residual(data["jac"], data["p"], data["delta_e"])[0],
+        row = {"t": t, "var_H": data["var"], "r2_exact": least_squares_residual(data["jac"], data["p"],
+                                                                                data["delta_e"])[0],
                "r2_trajectory": residual(data, np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(
                    driver.ode())]))}
         sources = [(f"iid{n}", n) for n in sizes] + ([("metropolis", max(sizes))] if metropolis else [])

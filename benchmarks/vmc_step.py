@@ -23,7 +23,7 @@ ours and NetKet's compute the same kind of object):
 | name            | module                                                        | width knob |
 |-----------------|---------------------------------------------------------------|------------|
 | transformer     | `ansatze.ARTransformer(layers=2, heads=2, phase=False)`       | features D |
-| transformer_patch | the same on a square lattice, raster order, 2×2 patches as tokens (16 values, N/4 tokens) | features D |
+| transformer_patch | the same on a square lattice, raster order, 2×2 patches as tokens (N/4 tokens)  | features D |
 | rnn             | `ansatze.ARRNN(cell="gru", layers=1, phase=False)` (snake 2D) | hidden H   |
 | arnn_dense      | `nk.models.ARNNDense(layers=2)`                               | features f |
 | fast_arnn_dense | `nk.models.FastARNNDense(layers=2)`                           | features f |
@@ -55,8 +55,8 @@ from typing import Any
 import _common  # noqa: F401  (first: switches NetKet's sharding off before NetKet loads)
 import jax
 import jax.flatten_util
-import jax.scipy.sparse.linalg
 import jax.numpy as jnp
+import jax.scipy.sparse.linalg
 import netket as nk
 import netket.experimental as nkx
 import numpy as np
@@ -238,7 +238,8 @@ def step_memory(vstate, hamiltonian, chunk: int, diag_shift: float = 1e-3) -> di
         return {"method": "XLA memory_analysis unavailable on this backend"}
     out = {k: int(getattr(analysis, f"{k}_size_in_bytes")) for k in ("temp", "argument", "output", "alias")}
     out["peak_bytes"] = out["temp"] + out["argument"] + out["output"] - out["alias"]
-    out["method"] = "XLA memory_analysis of the jitted step (local energies, gradient, CG solve of SR on the dense Jacobian; no sampling)"
+    out["method"] = ("XLA memory_analysis of the jitted step (local energies, gradient, CG solve of SR on the dense "
+                     "Jacobian; no sampling)")
     return out
 
 

@@ -79,7 +79,8 @@ def support_states(hilbert: Any, logpsi: LogPsi, params: Any) -> jax.Array:
     return jnp.asarray(states[np.exp(2 * log_psi.real) > 0])
 
 
-def log_amplitude_and_local_energy(logpsi: LogPsi, params: Any, operator: Any, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+def log_amplitude_and_local_energy(logpsi: LogPsi, params: Any, operator: Any,
+                                   x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """log ψ(x) and E_loc(x) = Σ_x' H_xx' ψ(x')/ψ(x) for a batch x (B, N); `operator` is a NetKet jax operator."""
     log_x = logpsi(params, x)
     xp, mels = operator.get_conn_padded(x)

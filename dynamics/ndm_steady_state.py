@@ -206,7 +206,8 @@ def liouvillian(system: System) -> nk.operator.LocalLiouvillian:
     return nk.operator.LocalLiouvillian(H, jumps, dtype=np.complex128)
 
 
-def make_mixed_state(lind: nk.operator.LocalLiouvillian, settings: NDMSettings, *, seed: int = 0) -> nk.vqs.MCMixedState:
+def make_mixed_state(lind: nk.operator.LocalLiouvillian, settings: NDMSettings, *,
+                     seed: int = 0) -> nk.vqs.MCMixedState:
     """`MCMixedState` of `nk.models.NDM(alpha, beta)`, MetropolisLocal on the doubled and on the physical space."""
     sampler = nk.sampler.MetropolisLocal(lind.hilbert, n_chains=settings.n_chains)
     sampler_diag = nk.sampler.MetropolisLocal(lind.hilbert.physical, n_chains=settings.n_chains)

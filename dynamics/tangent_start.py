@@ -19,7 +19,8 @@ Adam on r² over (β, v) jointly, on samples a ∼ P drawn once (the state and t
 targets stay fixed), then the head is left at its start value. The returned parameters describe
 exactly the same state (checked on the samples), with a tangent space that contains the first-order motion
 (r² 0.41 → 1.2e-3 on held-out samples for that model, 1 000 iterations). It fixes the
-start only: later the body directions carry weight ∝ |head kernel| ∝ t, which a noise cut-off suppresses (`docs/results.md`).
+start only: later the body directions carry weight ∝ |head kernel| ∝ t, which a noise cut-off suppresses
+(`docs/results.md`).
 
 This is the autoregressive counterpart of the shift-register start of `ansatze.mps` (whose tangent space
 holds every window function by construction). NetKet and jVMC have no such step; it is our own code.

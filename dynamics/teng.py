@@ -193,7 +193,8 @@ class _Fitter:
         system_fn = self._compiled(
             ("gn", stage.b),
             lambda vec, x, lpx, dx: gauss_newton_system(
-                lambda v, xs: log_model(self.logpsi, self.view.params(v), stage.b, zeta, op, xs), vec, x, lpx, dx, s.form
+                lambda v, xs: log_model(self.logpsi, self.view.params(v), stage.b, zeta, op, xs),
+                vec, x, lpx, dx, s.form
             ),
         )
         y, dy = self.draw(sources[stage.terms[0][0]])

@@ -3,4 +3,4 @@
 from hamiltonians.lindblad import dissipative_tfi, dissipative_xyz, with_jumps
 from hamiltonians.spins import heisenberg, tfim, xyz
 
-__all__ = ["heisenberg", "tfim", "xyz", "with_jumps", "dissipative_tfi", "dissipative_xyz"]
+__all__ = ["dissipative_tfi", "dissipative_xyz", "heisenberg", "tfim", "with_jumps", "xyz"]

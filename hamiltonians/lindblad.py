@@ -34,7 +34,8 @@ def with_jumps(system: System, *, decay: float = 0.0, dephasing: float = 0.0, pu
     if system.hilbert.local_size != 2:
         raise ValueError("with_jumps adds spin-1/2 jump operators; the system's local dimension is not 2")
     jumps: list[Term] = [
-        (math.sqrt(rate), ((i, _JUMPS[name]),)) for name, rate in rates.items() if rate > 0 for i in range(system.n_sites)
+        (math.sqrt(rate), ((i, _JUMPS[name]),))
+        for name, rate in rates.items() if rate > 0 for i in range(system.n_sites)
     ]
     closed = system.to_qutip
 

@@ -159,7 +159,8 @@ def heisenberg(
                     zero_magnetization=zero_magnetization, h_staggered=h_staggered),
         conventions=spin_conventions(
             units, pbc, lattice,
-            "H = J sum_<ij> s_i.s_j + J2 sum_<<ij>> s_i.s_j - h_s sum_i (-1)^i s^z_i, s = sigma (pauli) or S = sigma/2 (spin)"
+            "H = J sum_<ij> s_i.s_j + J2 sum_<<ij>> s_i.s_j - h_s sum_i (-1)^i s^z_i, s = sigma (pauli) or S = "
+            "sigma/2 (spin)"
             + ("; Marshall-rotated: XX+YY sign flipped on nearest-neighbour bonds" if marshall else ""),
             sign_rule="marshall" if marshall else "none",
         ),

@@ -137,7 +137,8 @@ class Constraint(abc.ABC):
         sizes = tuple(int(d) for d in token_sizes)
         if len(sizes) != self.n_sites or not all(1 <= d <= self.local_size for d in sizes):
             raise ValueError(
-                f"token sizes {sizes} do not fit a constraint on {self.n_sites} tokens of at most {self.local_size} values"
+                f"token sizes {sizes} do not fit a constraint on {self.n_sites} tokens of at most {self.local_size} "
+                f"values"
             )
         return sizes
 
@@ -178,7 +179,8 @@ class Constraint(abc.ABC):
             carry = jax.tree_util.tree_map(partial(np.take, indices=_padded(first), axis=0), carry)
             if len(multiplicity) > MAX_SECTOR_STATES:
                 raise ValueError(
-                    f"{type(self).__name__} reaches {len(multiplicity)} distinct carries at token {i}: too many to count"
+                    f"{type(self).__name__} reaches {len(multiplicity)} distinct carries at token {i}: too many to "
+                    f"count"
                 )
         return int(multiplicity.sum())
 

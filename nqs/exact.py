@@ -141,7 +141,8 @@ def ground_state(system: System, *, with_gap: bool = False) -> ExactGroundState:
         raise ValueError("ground_state is for closed systems; use the steady state of an open system")
     dimension = sector_dimension(system)
     if dimension > MAX_ED_STATES:
-        raise ValueError(f"the sector has {dimension} states: too large for exact diagonalisation here (> {MAX_ED_STATES})")
+        raise ValueError(f"the sector has {dimension} states: too large for exact diagonalisation here (> "
+                         f"{MAX_ED_STATES})")
     states = system.sector_states()
     matrix = sector_matrix(system.hamiltonian, states)
     herm = abs(matrix - matrix.conj().T).max() if matrix.nnz else 0.0
@@ -201,7 +202,8 @@ def check_operators(system: System, *, atol: float = 1e-10) -> float:
     worst = 0.0
     for name, nk_op, qobj in pairs:
         if qobj.dims != [list(system.hilbert.shape), list(system.hilbert.shape)]:
-            raise AssertionError(f"{name}: QuTiP dims {qobj.dims} do not match the Hilbert space {system.hilbert.shape}")
+            raise AssertionError(f"{name}: QuTiP dims {qobj.dims} do not match the Hilbert space "
+                                 f"{system.hilbert.shape}")
         diff = nk_op.to_sparse() - qobj.data.as_scipy()
         err = float(abs(diff).max()) if diff.nnz else 0.0
         if err > atol:

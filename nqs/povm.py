@@ -151,7 +151,8 @@ def observable_table(op: np.ndarray, povm: POVM) -> np.ndarray:
     return q.real
 
 
-def superoperator_block(povm: POVM, hamiltonian: np.ndarray | None = None, jump: np.ndarray | None = None) -> np.ndarray:
+def superoperator_block(povm: POVM, hamiltonian: np.ndarray | None = None,
+                        jump: np.ndarray | None = None) -> np.ndarray:
     """Real 4^k × 4^k block L_ab = Tr[M^a 𝓛(N^b)] of one k-local Hamiltonian term h or jump operator Γ:
 
     𝓛(X) = −i[h, X]  or  𝓛(X) = Γ X Γ† − ½{Γ†Γ, X}.

@@ -272,14 +272,16 @@ def projected_ground_state(
     method = {"name": "nqs.projected_vmc.projected_ground_state", **dataclasses.asdict(settings)}
     with Run(kind="ground_state", system=system, ansatz=ansatz, method=method, seed=seed, **run) as recording:
         checkpoint = recording.restore(search.parameters(search.flat), model_state=search.model_state)
-        flat, step = (search.flat, 0) if checkpoint is None else (search.flatten(checkpoint.params), checkpoint.step + 1)
+        flat, step = search.flat, 0
+        if checkpoint is not None:
+            flat, step = search.flatten(checkpoint.params), checkpoint.step + 1
         reference = exact_module.ground_state(system) if exact else None
         if reference is not None:
             recording.write_exact({"energy": reference.energy, "fidelity": 1.0, **reference.observables})
         fidelity = _fidelity_to(None if reference is None else reference.state[
             np.asarray(system.hilbert.states_to_numbers(search.sector.states))])
         flat, step, stop_reason = _descend(recording, search, flat, step, reference, fidelity)
-        amplitudes, (psi_r, psi_all, weights, local, energy, variance) = search.orbits.evaluate(search.unravel(flat))
+        _, (_, psi_all, _, _, energy, variance) = search.orbits.evaluate(search.unravel(flat))
         final = _observables_row(system, search.sector, psi_all, fidelity)
         energy_value = float(jnp.real(energy))
         recording.append({"step": float(step), "energy": energy_value, "energy_error": 0.0,

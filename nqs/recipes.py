@@ -55,7 +55,7 @@ def _encode(value: Any, system: System | None) -> Any:
         return value
     if isinstance(value, np.generic):
         return value.item()
-    if system is not None and value is system.hilbert or (system is not None and value == system.hilbert):
+    if system is not None and (value is system.hilbert or value == system.hilbert):
         return {"hilbert": "system"}
     if isinstance(value, nk.hilbert.Fock) and not value.constrained:
         return {"fock": [int(value.n_max), int(value.size)]}

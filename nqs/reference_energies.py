@@ -124,7 +124,8 @@ def reference_ground_state_energy(
         raise ValueError(f"units must be 'spin' or 'pauli', got {units!r}")
     scale = 4.0 if units == "pauli" else 1.0
     if lattice == "chain" and J2 == 0.0 and J > 0 and L % 2 == 0:
-        return bethe_ground_state_energy(L, pbc=pbc, J=J, units=units), "Bethe ansatz (nqs.exact.bethe_ground_state_energy)"
+        energy = bethe_ground_state_energy(L, pbc=pbc, J=J, units=units)
+        return energy, "Bethe ansatz (nqs.exact.bethe_ground_state_energy)"
     if lattice == "square" and J > 0:
         entry = _PUBLISHED_SQUARE.get((int(L), bool(pbc), float(J2) / J))
         if entry is not None:

@@ -102,7 +102,8 @@ def constrained_hilbert(hilbert: nk.hilbert.DiscreteHilbert, tokens: TokenMap,
     for spaces NetKet cannot constrain (tensor products of different local spaces, e.g. gauge blocks)."""
     if not isinstance(hilbert, nk.hilbert.HomogeneousHilbert):
         raise TypeError(
-            f"NetKet constrains homogeneous Hilbert spaces only (one set of local values for every mode), not {hilbert}: "
+            f"NetKet constrains homogeneous Hilbert spaces only (one set of local values for every mode), not "
+            f"{hilbert}: "
             "sample this sector with a model that carries the constraint (autoregressive ansätze mask it exactly)"
         )
     local_states = tuple(float(v) for v in np.asarray(hilbert.local_states))
@@ -117,8 +118,10 @@ def constrained_hilbert(hilbert: nk.hilbert.DiscreteHilbert, tokens: TokenMap,
     if isinstance(hilbert, nk.hilbert.Fock):
         if native:
             return nk.hilbert.Fock(hilbert.n_max, hilbert.size, n_particles=constraint.total)
-        return nk.hilbert.Fock(hilbert.n_max, hilbert.size, constraint=SectorConstraint(constraint, tokens, local_states))
+        return nk.hilbert.Fock(hilbert.n_max, hilbert.size, constraint=SectorConstraint(constraint, tokens,
+                                                                                        local_states))
     if isinstance(hilbert, nk.hilbert.SpinOrbitalFermions):
         wrapped = SectorConstraint(constraint, tokens, local_states)
         return nk.hilbert.SpinOrbitalFermions(hilbert.n_orbitals, hilbert.spin, constraint=wrapped)
-    raise TypeError(f"no constrained form of {type(hilbert).__name__} is known here; use Spin, Fock or SpinOrbitalFermions")
+    raise TypeError(f"no constrained form of {type(hilbert).__name__} is known here; use Spin, Fock or "
+                    f"SpinOrbitalFermions")

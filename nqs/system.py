@@ -69,7 +69,8 @@ class System:
         if getattr(self.hilbert, "constrained", False):
             raise ValueError(
                 f"the system's Hilbert space must be unconstrained (exact autoregressive sampling needs it), got "
-                f"{self.hilbert}: express the sector as a `Constraint`; `sector_hilbert()` gives NetKet's constrained space"
+                f"{self.hilbert}: express the sector as a `Constraint`; `sector_hilbert()` gives NetKet's "
+                f"constrained space"
             )
         ops = [("hamiltonian", self.hamiltonian)]
         ops += [(f"observable {k!r}", o) for k, o in self.observables.items()]

@@ -121,7 +121,8 @@ class TokenMap:
         """Hilbert local indices (..., n_modes) of token values (..., n_tokens); jax or numpy in, jax out."""
         mode, token, place = self._radix()
         sizes = np.asarray(self.mode_sizes)[mode]
-        digits = (jnp.asarray(tokens, jnp.int32)[..., token] // jnp.asarray(place, jnp.int32)) % jnp.asarray(sizes, jnp.int32)
+        values = jnp.asarray(tokens, jnp.int32)[..., token]
+        digits = (values // jnp.asarray(place, jnp.int32)) % jnp.asarray(sizes, jnp.int32)
         out = jnp.zeros(digits.shape[:-1] + (self.n_modes,), jnp.int32)
         return out.at[..., jnp.asarray(mode)].set(digits)
 

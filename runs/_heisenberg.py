@@ -47,7 +47,8 @@ def heisenberg_parser(description: str, default_out: str, *, L: int, steps: int)
     parser.add_argument("--solver", choices=("sr", "minsr"), default="minsr")
     parser.add_argument("--chunk-size", type=int, default=None, help="samples per batch of local energies")
     parser.add_argument("--coherent", action="store_true",
-                        help="project the ansatz coherently onto the symmetric irrep of the --symmetry group (even under "
+                        help="project the ansatz coherently onto the symmetric irrep of the --symmetry group (even "
+                             "under "
                              "the flip with --spin-flip) and minimise its exact energy summed over the sector "
                              "(nqs.projected_vmc; sectors up to 2^20 states; --diag-shift is then relative)")
     add_init_options(parser)
@@ -58,7 +59,8 @@ def run(args: argparse.Namespace, lattice: str) -> results.Result:
     """Ground state of `heisenberg(args.L, lattice=lattice, ...)` with the chosen ansatz: VMC, or with --coherent
     the coherent projection onto the symmetric irrep of the --symmetry group."""
     if args.coherent and args.symmetry == "none":
-        raise ValueError("--coherent projects onto an irrep of the --symmetry group: choose translations, point or space")
+        raise ValueError("--coherent projects onto an irrep of the --symmetry group: choose translations, point or "
+                         "space")
     system = heisenberg(args.L, lattice=lattice, J=args.J, J2=args.J2, pbc=not args.obc,
                         marshall=args.sign == "hamiltonian")
     structure = {"phase": args.sign == "none" or args.J2 != 0.0,

@@ -1,4 +1,4 @@
-"""Lindblad dynamics of the 2D dissipative XYZ model from all-up: POVM Transformer, optionally a String State,
+r"""Lindblad dynamics of the 2D dissipative XYZ model from all-up: POVM Transformer, optionally a String State,
 evolved by the forward–backward trapezoid or by POVM-TDVP, checked against QuTiP's `mesolve` (L×L ≤ 3×3).
 
 H = Σ_<ij> (Jx X_iX_j + Jy Y_iY_j + Jz Z_iZ_j), jumps √γ σ⁻_i, Pauli units, periodic L×L square lattice
@@ -11,8 +11,10 @@ Transformer (raster order) in a uniform mixture over 2D snake orderings (`ansatz
     python runs/dissipative_xyz_dynamics.py --strings snakes                 # String State over 8 snakes
     python runs/dissipative_xyz_dynamics.py --method tdvp --dt 0.005
     # POVM-TDVP with a String State over the 8 snakes: 3×3 within 1.8–2.5e-2 of exact (two seeds); 6×6
-    python runs/dissipative_xyz_dynamics.py --method tdvp --dt 0.05 --samples 256 --features 8 --strings snakes --dtype float32
-    python runs/dissipative_xyz_dynamics.py --L 6 --method tdvp --dt 0.05 --samples 256 --features 8 --strings snakes --dtype float32
+    python runs/dissipative_xyz_dynamics.py --method tdvp --dt 0.05 --samples 256 --features 8 --strings snakes \
+        --dtype float32
+    python runs/dissipative_xyz_dynamics.py --L 6 --method tdvp --dt 0.05 --samples 256 --features 8 --strings snakes \
+        --dtype float32
     python runs/dissipative_xyz_dynamics.py --quick --out /tmp/dxyz.h5
 """
 

@@ -9,7 +9,8 @@ with autoregressive networks (the conditionals after a flipped spin must jump fr
 closing notes), hence the physical protocol with the pinning field. The ansatz carries the Marshall sign
 (−1)^{N_↑ on sublattice B} (`ansatze.sign_rules`): without it the VMC, even with full sums, collapses onto the
 Néel product state (the flipped-pair amplitudes have the wrong sign and are driven to zero), a local minimum
-from which TDVP cannot move. With ``--samples 0`` (default) the VMC sums over the sector as well. The exact reference starts from the
+from which TDVP cannot move. With ``--samples 0`` (default) the VMC sums over the sector as well. The exact reference
+starts from the
 same variational state. Observable: m_s = (1/N) Σ_i (−1)^i Z_i. Full sum by default at L = 12 (924
 states in the sector); ``--samples N`` uses exact autoregressive samples.
 With ``--ansatz mps`` (`ansatze.mps`; ``--symmetry translations --mps-cell 2`` for one tensor pair per Néel unit

@@ -1,4 +1,4 @@
-"""Ground state of the Heisenberg (J1-J2) model on the L×L square lattice with an autoregressive ansatz,
+r"""Ground state of the Heisenberg (J1-J2) model on the L×L square lattice with an autoregressive ansatz,
 checked against exact numbers.
 
 H = J Σ_<ij> σ_i·σ_j + J2 Σ_<<ij>> σ_i·σ_j, Pauli units, periodic by default, zero magnetisation by
@@ -9,7 +9,8 @@ The reference is ED for L ≤ 4 and published ED energies for 6×6 (`nqs.exact.r
 
     python runs/heisenberg_square.py                                  # 4×4 PBC
     python runs/heisenberg_square.py --J2 0.5 --symmetry space --spin-flip --steps 1500
-    python runs/heisenberg_square.py --J2 0.5 --symmetry space --spin-flip --coherent --steps 150 --lr 0.05 --diag-shift 1e-4
+    python runs/heisenberg_square.py --J2 0.5 --symmetry space --spin-flip --coherent --steps 150 --lr 0.05 \
+        --diag-shift 1e-4
     python runs/heisenberg_square.py --L 6 --ansatz rnn2d --features 32
 """
 

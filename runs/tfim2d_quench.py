@@ -3,7 +3,8 @@ or TENG, checked against QuTiP.
 
 H = −Σ_<ij> Z_i Z_j − h Σ_i X_i (Pauli units, PBC, each bond once), h_c = 3.04438 (Blöte & Deng,
 PRE 66, 066110 (2002)); default h = 2 h_c = 6.0888, T = 1 on 3×3. ψ(0) = |→⟩^N exactly (product-state
-initialisation; ``--ansatz rbm`` is fitted to it by VMC on −Σ X). Sites follow NetKet's Grid numbering x·L + y; the RNN takes the snake path and
+initialisation; ``--ansatz rbm`` is fitted to it by VMC on −Σ X). Sites follow NetKet's Grid numbering x·L + y; the RNN
+takes the snake path and
 ``--ansatz rnn2d`` the 2D recurrent network. Full sum by default at 3×3 (512 states); ``--samples N``
 uses exact autoregressive samples (Metropolis for the RBM).
 

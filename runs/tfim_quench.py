@@ -5,7 +5,8 @@ autoregressive ansätze's product-state initialisation and by the MPS's shift-re
 RBM is fitted to it by VMC on −Σ X from a generic random start, which keeps its QGT well conditioned), or (with
 --h0) the VMC ground state at field h0.
 Exact autoregressive samples, Metropolis for the RBM (``--samples 0``: full sum). The exact trajectory
-starts from the same variational initial state and is stored on the same time grid; for Monte Carlo runs the file also holds the exact expectation values
+starts from the same variational initial state and is stored on the same time grid; for Monte Carlo runs the file also
+holds the exact expectation values
 of the variational state (``magnetization_x_fullsum``), which separate the dynamics error from sampling noise.
 
     python runs/tfim_quench.py --h 0.5 --T 3                         # L = 16, TDVP + RK4, Transformer

@@ -18,7 +18,8 @@ def _brute_force_masks(charges, total, prefix, n_sites):
     for s in range(len(charges)):
         rest = n_sites - len(prefix) - 1
         head = sum(charges[v] for v in prefix) + charges[s]
-        ok = any(head + sum(charges[v] for v in tail) == total for tail in itertools.product(range(len(charges)), repeat=rest))
+        ok = any(head + sum(charges[v] for v in tail) == total for tail in itertools.product(range(len(charges)),
+                                                                                             repeat=rest))
         allowed.append(ok)
     return np.array(allowed)
 

@@ -73,6 +73,7 @@ def test_sector_matrix_follows_the_order_of_the_given_states():
     states = s.sector_states()
     order = np.random.default_rng(0).permutation(len(states))
     full = exact.sector_matrix(s.hamiltonian, states).toarray()
-    np.testing.assert_array_equal(exact.sector_matrix(s.hamiltonian, states[order]).toarray(), full[np.ix_(order, order)])
+    np.testing.assert_array_equal(exact.sector_matrix(s.hamiltonian, states[order]).toarray(), full[np.ix_(order,
+                                                                                                           order)])
     with pytest.raises(ValueError, match="leaves the constrained sector"):
         exact.sector_matrix(s.observables["nn_correlation_xx"], states)

@@ -78,7 +78,8 @@ def test_heisenberg_square_j1j2(pbc):
 @pytest.mark.parametrize("pbc", [True, False])
 def test_tfim_chain_and_square(pbc):
     for lattice, n, bonds in [("chain", 5, chain_bonds(5, pbc)), ("square", 9, square_bonds(3, pbc))]:
-        H = sum(-0.8 * op(n, {i: P["Z"], j: P["Z"]}) for i, j in bonds) + sum(-1.3 * op(n, {i: P["X"]}) for i in range(n))
+        H = sum(-0.8 * op(n, {i: P["Z"], j: P["Z"]}) for i, j in bonds) + sum(-1.3 * op(n,
+                                                                                        {i: P["X"]}) for i in range(n))
         assert_same(tfim(3 if lattice == "square" else 5, lattice=lattice, J=0.8, h=1.3, pbc=pbc), H)
 
 

@@ -46,7 +46,8 @@ def test_with_jumps_on_any_system_and_bad_rates():
     s = with_jumps(heisenberg(4), dephasing=0.5, pumping=0.2)
     assert len(s.jump_operators) == 8 and s.is_open
     n = 4
-    c_ops = [np.sqrt(0.5) * op(n, {i: Z}) for i in range(n)] + [np.sqrt(0.2) * op(n, {i: qutip.sigmap()}) for i in range(n)]
+    c_ops = [np.sqrt(0.5) * op(n, {i: Z}) for i in range(n)]
+    c_ops += [np.sqrt(0.2) * op(n, {i: qutip.sigmap()}) for i in range(n)]
     assert_same_lindbladian(s, heisenberg(4).to_qutip()["H"], c_ops)
     with pytest.raises(ValueError, match="rate"):
         with_jumps(heisenberg(4), decay=-1.0)

@@ -33,7 +33,8 @@ def test_sampled_estimators_are_unbiased():
     ctx_full = make_context(system, full, None)
     ctx_sampled = make_context(system, sampled, None)
     key = jax.random.PRNGKey(3)
-    (prepare_full, loss_full), (prepare_sampled, loss_sampled) = (trapezoid_loss(c, 0.1) for c in (ctx_full, ctx_sampled))
+    (prepare_full, loss_full), (prepare_sampled, loss_sampled) = (trapezoid_loss(c, 0.1) for c in (ctx_full,
+                                                                                                   ctx_sampled))
     trapezoid = [jax.value_and_grad(loss_full), jax.value_and_grad(loss_sampled)]
     steady = [jax.value_and_grad(lambda p, k, c=c, n=n: steady_state_loss(c, n)(p, k)[0])
               for c, n in ((ctx_full, 0), (ctx_sampled, 50_000))]

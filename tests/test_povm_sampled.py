@@ -50,7 +50,8 @@ def test_povm_dynamics_resume_exactly_after_an_interruption(tmp_path, monkeypatc
     runs end with the parameters and rows of uninterrupted ones."""
     system = dissipative_tfi(2, g=1.0)
     runs = {
-        "tdvp": (evolve_povm_tdvp, PovmTDVPSettings(t_end=0.06, dt=0.01, n_save=4, integrator="Heun", n_obs_samples=200)),
+        "tdvp": (evolve_povm_tdvp, PovmTDVPSettings(t_end=0.06, dt=0.01, n_save=4, integrator="Heun",
+                                                    n_obs_samples=200)),
         "trapezoid": (evolve_trapezoid, TrapezoidSettings(t_end=0.06, dt=0.02, n_save=4, n_iter=5, n_obs_samples=200)),
     }
     for name, (evolve, settings) in runs.items():

@@ -94,7 +94,8 @@ def test_projected_transformer_reaches_exact_ground_state(small_transformer, tmp
     history = result.history
     assert history["energy"][0] > history["energy"][-1]
     np.testing.assert_allclose(history["fidelity"][-1], out.fidelity)
-    np.testing.assert_allclose(history["nn_correlation_zz"][-1], exact.ground_state(J1J2).observables["nn_correlation_zz"],
+    np.testing.assert_allclose(history["nn_correlation_zz"][-1],
+                               exact.ground_state(J1J2).observables["nn_correlation_zz"],
                                atol=1e-3)
 
 

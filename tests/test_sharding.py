@@ -1,4 +1,5 @@
-"""Every autoregressive ansatz (and the Metropolis-sampled MPS) samples and differentiates with NetKet's sample sharding over two devices.
+"""Every autoregressive ansatz (and the Metropolis-sampled MPS) samples and differentiates with NetKet's sample
+sharding over two devices.
 
 NetKet 3.23 shards samples with `shard_map`; chunked evaluation (`chunk_size`) and minSR's on-the-fly NTK
 run the model inside the map, where a scan's initial carry must have the type its body returns (inputs
@@ -36,7 +37,8 @@ _CODE = textwrap.dedent(
         e, g = vs.expect_and_grad(H)
         assert np.isfinite(e.mean), name
         assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(g)), name
-        if name in ("gru", "rnn2d", "transformer_patch"):  # minSR's on-the-fly NTK: the model inside shard_map, "varying" parameters
+        # minSR's on-the-fly NTK: the model inside shard_map, "varying" parameters
+        if name in ("gru", "rnn2d", "transformer_patch"):
             driver = nk.driver.VMC_SR(H, optax.sgd(0.01), diag_shift=1e-3, variational_state=vs, use_ntk=True,
                                       on_the_fly=True)
             driver.run(1, show_progress=False)

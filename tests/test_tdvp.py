@@ -80,7 +80,8 @@ def test_imaginary_time_reaches_ground_state(tfim6):
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"dt": 0.0}, "dt must be"), ({"integrator": "Leapfrog"}, "unknown integrator"), ({"t_end": -1.0}, "t_end must be")],
+    [({"dt": 0.0}, "dt must be"), ({"integrator": "Leapfrog"}, "unknown integrator"), ({"t_end": -1.0},
+                                                                                       "t_end must be")],
 )
 def test_bad_settings_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -39,7 +39,8 @@ def test_identity_grouped_and_of_hilbert():
     assert sites.is_identity and sites.is_uniform and sites.n_tokens == 4 and sites.token_sizes == (2, 2, 2, 2)
     pairs = sites.grouped([[0, 1], [2, 3]])
     assert pairs.modes == ((0, 1), (2, 3)) and pairs.token_sizes == (4, 4) and not pairs.is_identity
-    blocks = TokenMap.of_hilbert(nk.hilbert.Fock(n_max=1) * nk.hilbert.Spin(1) * nk.hilbert.Fock(n_max=1), [[0, 1], [2]])
+    blocks = TokenMap.of_hilbert(nk.hilbert.Fock(n_max=1) * nk.hilbert.Spin(1) * nk.hilbert.Fock(n_max=1), [[0, 1],
+                                                                                                            [2]])
     assert blocks.token_sizes == (6, 2) and blocks.max_token_size == 6 and not blocks.is_uniform
     assert blocks.describe() == {"modes": [[0, 1], [2]], "mode_sizes": [2, 3, 2]}
 

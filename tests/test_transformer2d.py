@@ -1,7 +1,8 @@
 """ARTransformer on 2D lattices: raster/snake paths, 2D position encodings, patches of sites as tokens.
 
 Exact normalisation by enumeration, cached (sampling) conditionals equal to the parallel pass (exact patch
-marginals), ARDirectSampler samples follow |ψ|², constraints along the snake and on patches (whole tokens masked), product starts with patches."""
+marginals), ARDirectSampler samples follow |ψ|², constraints along the snake and on patches (whole tokens masked),
+product starts with patches."""
 
 import functools
 

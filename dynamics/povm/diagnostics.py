@@ -77,7 +77,8 @@ def povm_observables(system: System, povm: POVM) -> tuple[list[PovmObservable], 
             continue
         try:
             terms = tuple(
-                (np.asarray(s, dtype=int), observable_table(m.toarray() if hasattr(m, "toarray") else np.asarray(m), povm))
+                (np.asarray(s, dtype=int), observable_table(m.toarray() if hasattr(m, "toarray") else np.asarray(m),
+                                                            povm))
                 for s, m in zip(op.acting_on, op.operators)
             )
         except ValueError:  # a non-Hermitian observable has complex Q: not recorded

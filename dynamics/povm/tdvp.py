@@ -246,7 +246,8 @@ def _integrate(ctx: PovmContext, settings: PovmTDVPSettings, unravel: Callable, 
     rhs, heldout = make_tdvp_rhs(ctx, settings, unravel)
     flow = _Flow(rhs, state["key"])
     solver = settings.make_solver(float(state["dt"]))  # a resumed adaptive run continues with its last step
-    integrator = nkx.dynamics.Integrator(flow, solver, float(state["t"]), as_jit_output(ravel_pytree(state["params"])[0]),
+    integrator = nkx.dynamics.Integrator(flow, solver, float(state["t"]),
+                                         as_jit_output(ravel_pytree(state["params"])[0]),
                                          use_adaptive=solver.adaptive, parameters=solver.integrator_params)
     n_steps = int(state["steps"])
 

@@ -1,4 +1,5 @@
-"""Forward–backward trapezoid dynamics of the POVM distribution (Luo, Chen, Carrasquilla, Clark, PRL 128, 090501 (2022)).
+"""Forward–backward trapezoid dynamics of the POVM distribution (Luo, Chen, Carrasquilla, Clark, PRL 128, 090501
+(2022)).
 
 The step t → t + dt solves (1 − (dt/2) L) P_θ' = (1 + (dt/2) L) P_θ variationally, by minimising over θ' (θ frozen,
 warm start θ' = θ, a fresh Adam for a fixed number of iterations)
@@ -147,7 +148,8 @@ def make_trapezoid_step(ctx: PovmContext, settings: TrapezoidSettings) -> Callab
     return step
 
 
-def evolve_trapezoid(system: System, vstate: Any, settings: TrapezoidSettings | None = None, *, povm: POVM | None = None,
+def evolve_trapezoid(system: System, vstate: Any, settings: TrapezoidSettings | None = None, *,
+                     povm: POVM | None = None,
                      rho0: np.ndarray | None = None, seed: int = 0, ansatz: Mapping[str, Any] | None = None,
                      exact: bool = True, **run: Unpack[RunOptions]) -> PovmOutcome:
     """Lindblad dynamics of the POVM distribution by the forward–backward trapezoid (Luo et al., PRL 128,
