@@ -32,7 +32,7 @@ minimum and median SNR are recorded. The filter is a bias, not a noise cure: it 
 but needed (measured with `benchmarks/tdvp_noise.py`, `docs/benchmarks.md`). With more samples than parameters
 the sample noise of the plain smooth pseudo-inverse is small (a least-squares fit: its excess residual is
 ≈ (P/N_s) × the irreducible one), so prefer "pinv_smooth" with a small cut-off.
-A checkpoint (current parameters; initial parameters, integrator steps and the sampler state) is written at every
+A checkpoint (current parameters; initial parameters, integrator steps and step, sampler state) is written at every
 save point through the run layer; mode "resume" continues an interrupted run from it (NetKet's TDVP started at
 t0 = the checkpoint's time).
 """
@@ -114,8 +114,10 @@ class TDVPSettings(TimeGrid):
         if self.diag_shift < 0:
             raise ValueError(f"diag_shift must be >= 0, got {self.diag_shift}")
 
-    def make_integrator(self):
-        return make_integrator(self.integrator, self.dt, rtol=self.rtol, atol=self.atol)
+    def make_integrator(self, dt: float | None = None):
+        """NetKet's integrator, with initial step `dt` (default `self.dt`; a resumed adaptive run continues with its
+        last step)."""
+        return make_integrator(self.integrator, self.dt if dt is None else dt, rtol=self.rtol, atol=self.atol)
 
     def make_solver(self):
         if self.solver == "pinv_smooth":
@@ -125,20 +127,20 @@ class TDVPSettings(TimeGrid):
         return {"cholesky": nk.optimizer.solver.cholesky, "svd": nk.optimizer.solver.svd}[self.solver]
 
 
-def _make_driver(system: System, vstate: Any, settings: TDVPSettings, t0: float = 0.0):
+def _make_driver(system: System, vstate: Any, settings: TDVPSettings, t0: float = 0.0, dt: float | None = None):
     """NetKet's TDVP driver (or TDVPSchmitt for the SNR filter) configured from `settings`, starting at t0."""
     if settings.solver == "schmitt":
         if not isinstance(vstate, nk.vqs.MCState):
             raise ValueError("the SNR filter needs a Monte Carlo state (nk.vqs.MCState); use pinv_smooth for full sums")
         return nkx.driver.TDVPSchmitt(
-            system.hamiltonian, vstate, settings.make_integrator(), t0=t0, propagation_type=settings.propagation,
+            system.hamiltonian, vstate, settings.make_integrator(dt), t0=t0, propagation_type=settings.propagation,
             holomorphic=settings.holomorphic, diag_shift=settings.diag_shift, rcond=settings.pinv_rtol,
             rcond_smooth=settings.pinv_rtol_smooth, snr_atol=settings.snr_atol, error_norm=settings.error_norm,
         )
     qgt = functools.partial(nk.optimizer.qgt.QGTJacobianDense, diag_shift=settings.diag_shift,
                             holomorphic=settings.holomorphic)
     return nkx.TDVP(
-        system.hamiltonian, vstate, settings.make_integrator(), t0=t0, propagation_type=settings.propagation,
+        system.hamiltonian, vstate, settings.make_integrator(dt), t0=t0, propagation_type=settings.propagation,
         qgt=qgt, linear_solver=settings.make_solver(), error_norm=settings.error_norm,
     )
 
@@ -255,8 +257,9 @@ def evolve_tdvp(
     with open_run(system, vstate, method, seed, ansatz, **run) as recording:
         times = settings.times
         with_exact = exact and settings.propagation == "real"
-        recorder, state, first = DynamicsRecorder.start(system, vstate, times, recording, with_exact, steps=0)
-        driver = _make_driver(system, vstate, settings, t0=float(times[first]))
+        recorder, state, first = DynamicsRecorder.start(system, vstate, times, recording, with_exact, steps=0,
+                                                        dt=settings.dt)
+        driver = _make_driver(system, vstate, settings, t0=float(times[first]), dt=float(state["dt"]))
         residual = _ResidualEstimator(system, vstate, settings.propagation, exact=settings.exact_residual,
                                       holomorphic=settings.holomorphic)
         if first == 0:
@@ -292,5 +295,5 @@ class _SavePoints(nk.callbacks.AbstractCallback):
         if index > 0 and np.isclose(self.times[index], t):
             diagnostics = {"integrator_steps": float(self.steps), "dt": float(driver.dt)}
             self.recorder.record(index, t, driver.state, {**diagnostics, **self.residual.diagnostics(driver)})
-            self.recorder.checkpoint(index, driver.state, {**self.state, "steps": self.steps})
+            self.recorder.checkpoint(index, driver.state, {**self.state, "steps": self.steps, "dt": float(driver.dt)})
         return True

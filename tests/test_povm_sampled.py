@@ -1,9 +1,11 @@
 """Sampled runs of the three POVM methods: they follow the exact references and resume exactly after an interruption."""
 
+import dataclasses
 import functools
 
 import jax
 import numpy as np
+import pytest
 from povm_helpers import UP, assert_same_parameters, killed_at_row, sampled_state
 
 from dynamics.povm import (
@@ -67,6 +69,15 @@ def test_povm_dynamics_resume_exactly_after_an_interruption(tmp_path, monkeypatc
         stored, reference = results.load(path).history, results.load(tmp_path / f"{name}_whole.h5").history
         for column in ("time", "sigma_z", "l1_distance"):
             np.testing.assert_array_equal(stored[column], reference[column])
+        # the checkpointed parameters start a second run exactly where the first ended (its exact reference starts
+        # from the same ρ as one started from the first run's final state)
+        second = sampled_state(2, UP, 200)
+        second.parameters = results.load_parameters(path)
+        short = dataclasses.replace(settings, t_end=0.02, n_save=2)
+        again = evolve(system, second, short, progress=False)
+        direct = evolve(system, whole.state, short, progress=False)
+        for name in ("sigma_z", "sigma_x", "zz_nn"):
+            assert again.exact[name][0] == pytest.approx(direct.exact[name][0], abs=1e-12)
 
 
 def test_sampled_modes_run_and_follow_exact():

@@ -27,6 +27,11 @@ def test_steady_state_full_sum_three_site_tfi(tmp_path):
     loaded = results.load_parameters(path)  # the best checkpoint, which the state holds at the end
     for a, b in zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(out.state.parameters), strict=True):
         np.testing.assert_array_equal(a, b)
+    second = full_sum_state(3, UP)  # a second run from the loaded parameters: its first exact loss is the best one
+    second.parameters = loaded
+    again = find_steady_state(system, second, SteadyStateSettings(n_iter=1, eval_after=0, eval_every=1), exact=False,
+                              progress=False)
+    assert again.rows[0]["loss"] == pytest.approx(out.info["best_loss"], rel=1e-9)
 
 
 def test_natural_gradient_relaxation_reaches_the_exact_steady_state_in_few_iterations():
