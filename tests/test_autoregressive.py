@@ -5,17 +5,12 @@ prefix-cache / suffix-evaluation hook equal to a full evaluation for every start
 import dataclasses
 import functools
 import itertools
-import os
-import subprocess
-import sys
-import textwrap
 
 import jax
 import jax.numpy as jnp
 import netket as nk
 import numpy as np
 import pytest
-from conftest import REPO
 from scipy.stats import chisquare
 
 import nqs
@@ -296,29 +291,3 @@ def test_describe_and_bad_tokens():
     custom = ARTransformer(SPIN, layers=1, features=8, heads=2, order=(5, 0, 4, 1, 3, 2))
     np.testing.assert_array_equal(custom.reorder(jnp.arange(6)), [5, 0, 4, 1, 3, 2])
     assert custom.describe()["order"] == [5, 0, 4, 1, 3, 2]
-
-
-_SHARDED = textwrap.dedent(  # the sampler's sharding does not depend on the network: the RNN only
-    """
-    import jax, netket as nk, numpy as np
-    import test_autoregressive as t
-    assert jax.device_count() == 2, jax.devices()
-    hi, model = t._gauge_model("rnn")
-    vs = nk.vqs.MCState(model.exact_sampler(), model, n_samples=512, chunk_size=128, seed=0)
-    x = np.asarray(vs.samples).reshape(-1, hi.size)
-    idx = np.asarray(hi.states_to_local_indices(x))
-    assert np.all(np.asarray(model.constraint.is_satisfied(model.tokens.encode(idx))))
-    e, g = vs.expect_and_grad(t._pair_creation(hi))
-    assert np.isfinite(e.mean) and all(np.all(np.isfinite(a)) for a in jax.tree_util.tree_leaves(g))
-    print("OK", len(vs.samples.sharding.device_set))
-    """
-)
-
-
-def test_token_sampler_shards_samples_over_two_devices():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
-           "NETKET_SHARDING": "1", "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
-    proc = subprocess.run([sys.executable, "-c", _SHARDED], env=env, capture_output=True, text=True, timeout=600,
-                          cwd=REPO, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "OK 2" in proc.stdout
