@@ -1,11 +1,16 @@
-"""Shared test setup: 64-bit JAX on the CPU, and the repository root for the run-script smoke tests."""
+"""Shared test setup: 64-bit JAX on the CPU, one compute thread per xdist worker, the repository root for the
+run-script smoke tests, and an interruption helper for the resume tests."""
 
 import os
 from pathlib import Path
 
-import pytest
-
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each instead of oversubscribing
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+
+import pytest
 
 import nqs  # noqa: F401  (enables 64-bit floats before any test imports jax)
 

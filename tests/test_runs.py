@@ -107,6 +107,7 @@ def test_spin_flip_rbm_is_even_under_the_global_flip():
         assert np.ptp(log_psi.real) > 0.1  # not a constant
 
 
+@pytest.mark.slow  # the projected search's accuracy is in tests/test_projected_vmc.py; this is the script's route to it
 def test_chain_script_coherent_projection(tmp_path, monkeypatch, capsys):
     """--coherent: the quick 8-site J1-J2 chain, projected on the space group × flip, reaches ED."""
     module = _load_script(REPO / "runs" / "heisenberg_chain.py", monkeypatch)

@@ -37,7 +37,7 @@ _CODE = textwrap.dedent(
         assert np.isfinite(e.mean), name
         assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(g)), name
         # minSR's on-the-fly NTK: the model inside shard_map, "varying" parameters
-        if name in ("gru", "rnn2d", "transformer_patch"):
+        if name in ("rnn2d", "transformer_patch"):
             driver = nk.driver.VMC_SR(H, optax.sgd(0.01), diag_shift=1e-3, variational_state=vs, use_ntk=True,
                                       on_the_fly=True)
             driver.run(1, show_progress=False)
