@@ -52,6 +52,9 @@ def test_script_runs_quick(script, tmp_path, capsys, monkeypatch):
     res = results.load(out)
     assert res.attrs["config"]["quick"] is True
     assert len(res.history["step"]) > 0 and res.exact
+    if script.stem == "heisenberg_chain":  # the main job: the L = 8 Transformer ground state within 1e-3 of exact
+        energy, exact = res.history["energy"][-1], res.exact["energy"]
+        assert abs(energy - exact) < 1e-3 * abs(exact), (energy, exact)
     if script.stem == "tfim_quench":
         assert res.ansatz["name"] == "RBM" and res.ansatz["alpha"] == 1
         mx = res.history["magnetization_x_fullsum"]

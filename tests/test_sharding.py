@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import REPO
+from conftest import REPO, XLA_TEST_FLAGS
 
 _CODE = textwrap.dedent(
     """
@@ -65,8 +65,9 @@ _CODE = textwrap.dedent(
 
 
 def test_every_ansatz_samples_and_differentiates_sharded_over_two_devices():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
-           "NETKET_SHARDING": "1", "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count=2 {XLA_TEST_FLAGS}",
+           "JAX_PLATFORMS": "cpu", "NETKET_SHARDING": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
     proc = subprocess.run([sys.executable, "-c", _CODE], env=env, capture_output=True, text=True, timeout=600,
                           cwd=REPO, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]

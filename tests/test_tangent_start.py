@@ -39,7 +39,7 @@ def test_tangent_start_keeps_the_state_and_captures_the_first_step(xyz_2x2):
     log_p_before = ctx.log_probabilities(vstate.parameters)
     tdvp_residual = _tdvp_residual(ctx, vstate)
     residual_before = tdvp_residual()
-    report = tangent_start(system, vstate, n_samples=2048, n_iter=300, learning_rate=1e-2)
+    report = tangent_start(system, vstate, n_samples=384, n_iter=100, learning_rate=2e-2)
     np.testing.assert_allclose(ctx.log_probabilities(vstate.parameters), log_p_before, atol=1e-12)
     residual_after = tdvp_residual()
     assert report.residual_before > 0.05 and residual_before > 0.05

@@ -26,6 +26,7 @@ def _tiny(system):
     return ARTransformer(system.hilbert, layers=1, features=8, heads=2, constraint=system.constraint, phase=False)
 
 
+@pytest.mark.slow  # the default suite checks the same accuracy on the main job's quick run (tests/test_runs.py)
 def test_vmc_heisenberg_8_sites_reaches_exact_energy(tmp_path):
     system = heisenberg(8, marshall=True)
     model = ARTransformer(system.hilbert, layers=1, features=16, heads=2, constraint=system.constraint, phase=False)
