@@ -20,6 +20,7 @@ published values) in `nqs.reference_energies`; both are re-exported here under t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from functools import reduce
@@ -47,6 +48,7 @@ from nqs.system import System
 _CACHE: dict[Any, Any] = {}
 MAX_CHECK_SITES = 14
 MAX_ED_STATES = 2**22  # ground_state diagonalises sectors up to this dimension
+MAX_FULL_STATES = 2**26  # full-space vectors (embeddings of sector states) up to this dimension
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,17 +57,38 @@ class ExactGroundState:
 
     Attributes:
         energy: lowest eigenvalue of H in the sector (in the builder's units).
-        state: normalised eigenvector in the full Hilbert space (NetKet basis order, zeros off-sector).
+        vector: the normalised eigenvector in the sector basis, one amplitude per row of `configurations`.
+        configurations: the sector's configurations (NetKet state values, (D, n_sites)), in NetKet's basis order.
         observables: ⟨O⟩ for every observable of the system.
         sector_dim: dimension of the space that was diagonalised.
         gap: E_1 − E_0 inside the sector (None when not computed).
+        hilbert: the system's Hilbert space, for the full-space `state`.
     """
 
     energy: float
-    state: np.ndarray
+    vector: np.ndarray
+    configurations: np.ndarray
     observables: dict[str, float]
     sector_dim: int
     gap: float | None
+    hilbert: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def state(self) -> np.ndarray:
+        """The ground state in the full Hilbert space (NetKet basis order, zeros off the sector). ValueError above
+        `MAX_FULL_STATES` basis states (a gauge sector can be small in a huge space): use `vector` there."""
+        return embed(self.hilbert, self.configurations, self.vector)
+
+
+def embed(hilbert: Any, configurations: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """`vector` (amplitudes of `configurations`) as a full-space vector in NetKet's basis order, zeros elsewhere."""
+    n_states = math.prod(int(d) for d in hilbert.shape)
+    if n_states > MAX_FULL_STATES:
+        raise ValueError(f"the full Hilbert space has {n_states} basis states (> {MAX_FULL_STATES}): work with the "
+                         f"sector vector and its configurations instead")
+    full = np.zeros(n_states, dtype=np.asarray(vector).dtype)
+    full[basis_numbers(hilbert, configurations)] = vector
+    return full
 
 
 def clear_cache() -> None:
@@ -102,6 +125,17 @@ def _connected(operator: Any, configs: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return conn.reshape(-1, conn.shape[-1]), mels.reshape(-1)
 
 
+def basis_numbers(hilbert: Any, states: np.ndarray) -> np.ndarray:
+    """Index of every configuration in NetKet's basis order (mode 0 most significant, local index 0 first) as int64,
+    for spaces of up to 2^63 states: NetKet's `states_to_numbers` refuses spaces too large to index, although a
+    gauge sector in them can be small."""
+    sizes = [int(d) for d in hilbert.shape]
+    if math.prod(sizes) >= 2**63:
+        raise ValueError(f"a Hilbert space of {math.prod(sizes)} states cannot be numbered in 64 bits")
+    place = np.asarray([math.prod(sizes[m + 1:]) for m in range(len(sizes))], dtype=np.int64)
+    return np.asarray(hilbert.states_to_local_indices(np.asarray(states)), dtype=np.int64) @ place
+
+
 def _positions(numbers: np.ndarray, sorted_numbers: np.ndarray, order: np.ndarray) -> np.ndarray:
     """Index in `states` of every basis number (−1 where it is not among them): binary search, O(D) memory."""
     at = np.minimum(np.searchsorted(sorted_numbers, numbers), len(sorted_numbers) - 1)
@@ -111,14 +145,14 @@ def _positions(numbers: np.ndarray, sorted_numbers: np.ndarray, order: np.ndarra
 def sector_matrix(operator: Any, states: np.ndarray, *, batch: int = 16384) -> sp.csr_matrix:
     """The matrix ⟨x|O|x'⟩ restricted to the configurations `states` (must be closed under O), in their order."""
     hilbert = operator.hilbert
-    numbers = np.asarray(hilbert.states_to_numbers(states))
+    numbers = basis_numbers(hilbert, states)
     order = np.argsort(numbers)
     sorted_numbers = numbers[order]
     rows, cols, vals = [], [], []
     for start in range(0, len(states), batch):
         chunk = states[start : start + batch]
         conn, mels = _connected(operator, chunk)
-        col = _positions(np.asarray(hilbert.states_to_numbers(conn)), sorted_numbers, order)
+        col = _positions(basis_numbers(hilbert, conn), sorted_numbers, order)
         if np.any(col[np.abs(mels) > 0] < 0):
             raise ValueError("the operator leaves the constrained sector; its exact sector matrix is undefined")
         row = np.repeat(np.arange(start, start + len(chunk)), mels.size // len(chunk))
@@ -156,28 +190,40 @@ def ground_state(system: System, *, with_gap: bool = False) -> ExactGroundState:
     else:
         evals, kets = qobj.eigenstates(sparse=True, eigvals=n_eig, tol=1e-12, maxiter=100000)
         energies, vectors = np.asarray(evals), np.stack([k.full()[:, 0] for k in kets], axis=1)
-    full = np.zeros(system.hilbert.n_states, dtype=vectors.dtype)
-    full[np.asarray(system.hilbert.states_to_numbers(states))] = vectors[:, 0]
-    full /= np.linalg.norm(full)
+    vector = vectors[:, 0] / np.linalg.norm(vectors[:, 0])
     gap = float(energies[1] - energies[0]) if with_gap else None
-    result = ExactGroundState(float(energies[0]), full, expectation_values(system, full), len(states), gap)
+    observables = expectation_values(system, vector, configurations=states)
+    result = ExactGroundState(float(energies[0]), vector, states, observables, len(states), gap, system.hilbert)
     _CACHE[key] = result
     return result
 
 
-def expectation_values(system: System, state: np.ndarray) -> dict[str, float]:
-    """⟨ψ|O|ψ⟩/⟨ψ|ψ⟩ for every observable of the system (real parts; raises if the imaginary part is not tiny)."""
+def expectation_values(system: System, state: np.ndarray, *, configurations: np.ndarray | None = None
+                       ) -> dict[str, float]:
+    """⟨ψ|O|ψ⟩/⟨ψ|ψ⟩ for every observable of the system (real parts; raises if the imaginary part is not tiny).
+
+    `state` is a full-space vector (NetKet basis order), or with `configurations` the amplitudes of those
+    configurations (a sector vector; amplitudes elsewhere are zero, so an observable that leaves the sector
+    contributes only its elements inside it)."""
     state = np.asarray(state)
-    if state.shape != (system.hilbert.n_states,):
-        raise ValueError(f"state has shape {state.shape}, expected ({system.hilbert.n_states},)")
-    nz = np.flatnonzero(np.abs(state) > 0)
-    configs = np.asarray(system.hilbert.numbers_to_states(nz))
+    if configurations is None:
+        n_states = math.prod(int(d) for d in system.hilbert.shape)
+        if state.shape != (n_states,):
+            raise ValueError(f"state has shape {state.shape}, expected ({n_states},)")
+        nz = np.flatnonzero(np.abs(state) > 0)
+        configurations, state = np.asarray(system.hilbert.numbers_to_states(nz)), state[nz]
+    elif state.shape != (len(configurations),):
+        raise ValueError(f"state has shape {state.shape}, expected ({len(configurations)},): one amplitude per "
+                         "configuration")
+    numbers = basis_numbers(system.hilbert, configurations)
+    order = np.argsort(numbers)
     norm = np.vdot(state, state).real
     values = {}
     for name, op in system.observables.items():
-        conn, mels = _connected(op, configs)
-        rows = np.repeat(nz, mels.size // len(configs))
-        psi_conn = state[np.asarray(system.hilbert.states_to_numbers(conn))]
+        conn, mels = _connected(op, configurations)
+        rows = np.repeat(np.arange(len(configurations)), mels.size // len(configurations))
+        at = _positions(basis_numbers(system.hilbert, conn), numbers[order], order)
+        psi_conn = np.where(at >= 0, state[np.maximum(at, 0)], 0.0)
         value = np.sum(np.conj(state[rows]) * mels * psi_conn) / norm  # Σ ψ*(x) O(x,x') ψ(x')
         if abs(value.imag) > 1e-8 * max(1.0, abs(value.real)):
             raise ValueError(f"observable {name!r} has a complex expectation value {value}; is it Hermitian?")

@@ -225,3 +225,22 @@ def test_sampled_energy_of_the_gauge_invariant_state_equals_the_sector_sum():
     exact = full.expect(system.hamiltonian).mean.real
     assert abs(estimate.mean.real - exact) < 5 * estimate.error_of_mean + 1e-9
     assert abs(sampled.expect(system.observables["gauss_law_violation"]).mean) < 1e-12
+
+
+def test_exact_references_live_in_the_sector_of_a_huge_space():
+    """N = 12, S = 1: 2.2·10⁹ full-space states, 1 186 in the sector. The ground state is found, and its observables
+    measured, in the sector basis; the full-space vector is refused with a clear message; the two matter types in
+    the two frames agree. Basis numbers match NetKet's where NetKet can index."""
+    small = quantum_link(4, S=1.0)
+    x = np.asarray(small.hilbert.all_states())[::37]
+    np.testing.assert_array_equal(nqs.exact.basis_numbers(small.hilbert, x), small.hilbert.states_to_numbers(x))
+    kw = dict(S=1.0, m=0.5, g2=0.5, kappa="normalised")
+    gs = nqs.exact.ground_state(quantum_link(12, **kw))
+    other = nqs.exact.ground_state(quantum_link(12, matter="hardcore_boson", frame="particle_hole", **kw))
+    assert gs.sector_dim == transfer_matrix_count(12, 1.0) == 1186
+    assert gs.energy == pytest.approx(other.energy, abs=1e-9)
+    for name in ("chiral_condensate", "electric_field_squared", "charge_density"):
+        assert gs.observables[name] == pytest.approx(other.observables[name], abs=1e-8)
+    assert gs.observables["gauss_law_violation"] == 0.0 and np.linalg.norm(gs.vector) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="sector vector"):
+        gs.state  # noqa: B018
