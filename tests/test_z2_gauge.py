@@ -196,6 +196,12 @@ def test_uniform_conditionals_are_the_exact_toric_code_ground_state(L, kind):
         vs.parameters = jax.tree_util.tree_map(jnp.zeros_like, vs.parameters)
         assert np.sum(np.abs(vs.to_array(normalize=False)) ** 2) == pytest.approx(1.0, abs=1e-12)
         assert vs.expect(system.hamiltonian).mean.real == pytest.approx(-8.0, abs=1e-10)
+        random = make_state(system, model, n_samples=0, seed=5)  # and random parameters, far from uniform
+        random.parameters = jax.tree_util.tree_map(lambda p: 3.0 * p, random.parameters)
+        prob = np.abs(random.to_array(normalize=False)) ** 2
+        assert prob.sum() == pytest.approx(1.0, abs=1e-12) and prob.max() > 3 / 32
+        inside = np.all(_stars(_fields(system, system.hilbert.all_states())).reshape(-1, 4) == 1, axis=1)
+        assert inside.sum() == 32 and prob[~inside].max() < 1e-30
         return
     states = system.sector_states()  # the sum over the sector's 2^10 configurations
     params = model.init(jax.random.PRNGKey(0), jnp.asarray(states[:1]))["params"]
