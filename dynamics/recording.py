@@ -1,8 +1,9 @@
 """Recording of a variational time evolution next to the exact one, shared by every dynamics method.
 
 At each save time the recorder estimates the energy and every observable of the system on the
-variational state, and, when the Hilbert space is small enough to hold a state vector, the fidelity
-|⟨ψ_exact(t)|ψ_θ(t)⟩|² with the exact trajectory that starts from the *variational* initial state.
+variational state, and, when the Hilbert space (for a constrained system: its sector) is small enough to hold a
+state vector, the fidelity |⟨ψ_exact(t)|ψ_θ(t)⟩|² with the exact trajectory that starts from the *variational*
+initial state and the Loschmidt return rate r(t) = −(1/N) ln|⟨ψ_θ(0)|ψ_θ(t)⟩|² (N tokens: sites, gauge blocks).
 The exact series are computed up front on the same grid and written to /exact, so an interrupted
 run still has its reference. The result file, resume and checkpoints are the run layer's (`nqs.run.Run`): a
 checkpoint holds the current parameters, and as method state the initial parameters (the exact trajectory starts
@@ -90,18 +91,37 @@ class DynamicsRecorder:
         self.system = system
         self.times = np.asarray(times, dtype=float)
         self.run = run
-        self.trajectory = None
-        if with_exact and system.hilbert.n_states <= MAX_EXACT_STATES:
-            psi0 = np.asarray(vstate.to_array(normalize=True))
-            self.trajectory = exact.evolve(system, psi0, self.times)
-            run.write_exact({"time": self.times, "energy": self.trajectory.energy,
-                             "entropy": self.trajectory.entropy, **self.trajectory.observables})
+        self.trajectory, self.configurations = None, None
+        if system.constraint is not None and exact.sector_dimension(system) <= MAX_EXACT_STATES:
+            self.configurations = system.sector_states()  # vectors over the sector: a gauge sector of a huge space
+        elif math.prod(int(d) for d in system.hilbert.shape) > MAX_EXACT_STATES:
+            with_exact = False
+        if with_exact:
+            self.psi0 = self.vector(vstate)
+            self.trajectory = exact.evolve(system, self.psi0, self.times, configurations=self.configurations)
+            run.write_exact({"time": self.times, "energy": self.trajectory.energy, "entropy": self.trajectory.entropy,
+                             "return_rate": self.trajectory.return_rate, **self.trajectory.observables})
+
+    def vector(self, vstate: Any) -> np.ndarray:
+        """The normalised state vector of `vstate`: over the sector's configurations for a constrained system, else
+        over the full space."""
+        if self.configurations is None:
+            return np.asarray(vstate.to_array(normalize=True))
+        log_psi = np.concatenate([np.asarray(vstate.log_value(self.configurations[i: i + 4096]))
+                                  for i in range(0, len(self.configurations), 4096)])
+        psi = np.exp(log_psi - log_psi.real.max())
+        return psi / np.linalg.norm(psi)
 
     def _state_expectations(self, psi: np.ndarray) -> dict[str, tuple[complex, float, float]]:
         """(⟨ψ|O|ψ⟩, 0, variance) of H (key "energy") and every observable from a normalised state vector,
         with the cached sparse matrices (NetKet would rebuild the sparse matrix at every call)."""
+        if self.configurations is None:
+            matrices = exact.sparse_operators(self.system)
+        else:
+            H, observables = exact.sector_operators(self.system, self.configurations)
+            matrices = {"hamiltonian": H, **observables}
         out = {}
-        for name, matrix in exact.sparse_operators(self.system).items():
+        for name, matrix in matrices.items():
             o_psi = matrix @ psi
             mean = complex(np.vdot(psi, o_psi))
             variance = float(np.vdot(o_psi, o_psi).real - abs(mean) ** 2)
@@ -118,7 +138,7 @@ class DynamicsRecorder:
         """
         psi = None
         if isinstance(vstate, nk.vqs.FullSumState) or self.trajectory is not None:
-            psi = np.asarray(vstate.to_array(normalize=True))
+            psi = self.vector(vstate)
         if isinstance(vstate, nk.vqs.FullSumState):
             values, fullsum = self._state_expectations(psi), {}
         else:
@@ -139,5 +159,6 @@ class DynamicsRecorder:
         if self.trajectory is not None:
             row["fidelity"] = float(abs(np.vdot(self.trajectory.states[index], psi)) ** 2)
             row["infidelity"] = 1.0 - row["fidelity"]
+            row["return_rate"] = -math.log(max(abs(np.vdot(self.psi0, psi)) ** 2, 1e-300)) / self.system.n_tokens
         row.update(diagnostics or {})
         return self.run.append(row)

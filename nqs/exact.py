@@ -142,8 +142,11 @@ def _positions(numbers: np.ndarray, sorted_numbers: np.ndarray, order: np.ndarra
     return np.where(sorted_numbers[at] == numbers, order[at], -1)
 
 
-def sector_matrix(operator: Any, states: np.ndarray, *, batch: int = 16384) -> sp.csr_matrix:
-    """The matrix ⟨x|O|x'⟩ restricted to the configurations `states` (must be closed under O), in their order."""
+def sector_matrix(operator: Any, states: np.ndarray, *, batch: int = 16384, projected: bool = False
+                  ) -> sp.csr_matrix:
+    """The matrix ⟨x|O|x'⟩ restricted to the configurations `states`, in their order. They must be closed under O
+    (ValueError otherwise) unless `projected`, which keeps the block P O P inside them: exact for expectation values
+    of states of the sector."""
     hilbert = operator.hilbert
     numbers = basis_numbers(hilbert, states)
     order = np.argsort(numbers)
@@ -153,7 +156,7 @@ def sector_matrix(operator: Any, states: np.ndarray, *, batch: int = 16384) -> s
         chunk = states[start : start + batch]
         conn, mels = _connected(operator, chunk)
         col = _positions(basis_numbers(hilbert, conn), sorted_numbers, order)
-        if np.any(col[np.abs(mels) > 0] < 0):
+        if not projected and np.any(col[np.abs(mels) > 0] < 0):
             raise ValueError("the operator leaves the constrained sector; its exact sector matrix is undefined")
         row = np.repeat(np.arange(start, start + len(chunk)), mels.size // len(chunk))
         keep = (np.abs(mels) > 0) & (col >= 0)
@@ -316,10 +319,28 @@ class ExactTrajectory:
 def half_chain_entropy(psi: np.ndarray, n_sites: int, local_size: int = 2) -> float:
     """Von Neumann entropy of the first N//2 sites of a pure state (natural log)."""
     cut = n_sites // 2
-    s = np.linalg.svd(np.asarray(psi).reshape(local_size**cut, -1), compute_uv=False)
+    return _entropy(np.asarray(psi).reshape(local_size**cut, -1))
+
+
+def _entropy(schmidt_matrix: np.ndarray) -> float:
+    s = np.linalg.svd(schmidt_matrix, compute_uv=False)
     p = s**2 / np.sum(s**2)
     p = p[p > 1e-300]
     return float(-np.sum(p * np.log(p)))
+
+
+def sector_half_chain_entropy(system: System, configurations: np.ndarray, vector: np.ndarray) -> float:
+    """Von Neumann entropy of the modes of the first n_tokens//2 tokens (sites, gauge blocks) of a sector vector:
+    the Schmidt matrix is indexed by the distinct configurations of the two halves."""
+    tokens = system.token_map.modes
+    left = sorted(m for token in tokens[: len(tokens) // 2] for m in token)
+    right = sorted(set(range(system.n_sites)) - set(left))
+    x = np.asarray(configurations)
+    _, row = np.unique(x[:, left], axis=0, return_inverse=True)
+    _, col = np.unique(x[:, right], axis=0, return_inverse=True)
+    matrix = np.zeros((row.max() + 1, col.max() + 1), dtype=complex)
+    matrix[row.reshape(-1), col.reshape(-1)] = vector
+    return _entropy(matrix)
 
 
 def evolve(
@@ -327,36 +348,43 @@ def evolve(
     psi0: np.ndarray,
     times: np.ndarray,
     *,
+    configurations: np.ndarray | None = None,
     variational_states: np.ndarray | None = None,
     method: str = "auto",
 ) -> ExactTrajectory:
-    """|ψ(t)⟩ = e^{−iHt}|ψ0⟩ on `times` with QuTiP `sesolve` or scipy `expm_multiply` on NetKet's sparse H.
+    """|ψ(t)⟩ = e^{−iHt}|ψ0⟩ on `times` with QuTiP `sesolve` or scipy `expm_multiply`.
 
-    ``method="auto"`` uses sesolve up to N = 12 and expm_multiply (evenly spaced grids) above.
+    Full space (default): `psi0` in NetKet's basis order; sesolve on the builder's QuTiP Hamiltonian up to 12
+    modes, expm_multiply on NetKet's sparse H above. With `configurations` (a sector, e.g. `System.sector_states()`)
+    `psi0`, the returned states and `variational_states` are sector vectors and H is the sector matrix: a gauge
+    sector evolves without the full space (sesolve up to 4 096 states, expm_multiply above). expm_multiply needs an
+    evenly spaced grid.
     """
     if method not in ("auto", "sesolve", "expm"):
         raise ValueError(f"method must be 'auto', 'sesolve' or 'expm', got {method!r}")
     times = np.asarray(times, dtype=float)
     psi0 = np.asarray(psi0, dtype=complex)
-    if psi0.shape != (system.hilbert.n_states,):
-        raise ValueError(f"psi0 has shape {psi0.shape}, expected ({system.hilbert.n_states},)")
+    dim = math.prod(int(d) for d in system.hilbert.shape) if configurations is None else len(configurations)
+    if psi0.shape != (dim,):
+        raise ValueError(f"psi0 has shape {psi0.shape}, expected ({dim},)")
     psi0 = psi0 / np.linalg.norm(psi0)
-    matrices = sparse_operators(system)
-    H = matrices["hamiltonian"]
-    if method == "sesolve" or (method == "auto" and system.n_sites <= 12):
-        dims = [list(system.hilbert.shape), [1] * system.n_sites]
-        res = qutip.sesolve(system.to_qutip()["H"], qutip.Qobj(psi0, dims=dims), times, options=SESOLVE_OPTIONS)
+    H, observables = _evolution_operators(system, configurations)
+    small = system.n_sites <= 12 if configurations is None else dim <= 4096
+    if method == "sesolve" or (method == "auto" and small):
+        if configurations is None:
+            H_q, dims = system.to_qutip()["H"], [list(system.hilbert.shape), [1] * system.n_sites]
+        else:
+            H_q, dims = qutip.Qobj(H, dims=[[dim], [dim]]), [[dim], [1]]
+        res = qutip.sesolve(H_q, qutip.Qobj(psi0, dims=dims), times, options=SESOLVE_OPTIONS)
         states = np.stack([s.full()[:, 0] for s in res.states])
     else:
-        states = sp.linalg.expm_multiply(-1j * H, psi0, start=times[0], stop=times[-1], num=len(times), endpoint=True)
         if not np.allclose(np.linspace(times[0], times[-1], len(times)), times):
-            raise ValueError("the expm_multiply path (N > 12) needs an evenly spaced time grid")
-    h_psi = (H @ states.T).T
-    energy = np.einsum("ti,ti->t", states.conj(), h_psi).real
-    observables = {}
-    for name in system.observables:
-        o = matrices[name]
-        observables[name] = np.einsum("ti,ti->t", states.conj(), (o @ states.T).T).real
+            raise ValueError("the expm_multiply path needs an evenly spaced time grid")
+        states = sp.linalg.expm_multiply(-1j * H, psi0, start=times[0], stop=times[-1], num=len(times), endpoint=True)
+    if configurations is None:
+        entropy = [half_chain_entropy(s, system.n_sites, system.hilbert.local_size) for s in states]
+    else:
+        entropy = [sector_half_chain_entropy(system, configurations, s) for s in states]
     overlap0 = np.abs(states @ psi0.conj()) ** 2
     fidelity = None
     if variational_states is not None:
@@ -365,12 +393,36 @@ def evolve(
         fidelity = np.abs(np.einsum("ti,ti->t", states.conj(), v)) ** 2
     return ExactTrajectory(
         times=times,
-        energy=energy,
+        energy=_expectations(H, states),
         norm=np.linalg.norm(states, axis=1),
-        observables=observables,
-        entropy=np.array([half_chain_entropy(s, system.n_sites, system.hilbert.local_size) for s in states]),
+        observables={name: _expectations(o, states) for name, o in observables.items()},
+        entropy=np.asarray(entropy),
         loschmidt=overlap0,
-        return_rate=-np.log(np.maximum(overlap0, 1e-300)) / system.n_sites,
+        return_rate=-np.log(np.maximum(overlap0, 1e-300)) / system.n_tokens,
         fidelity=fidelity,
         states=states,
     )
+
+
+def _expectations(matrix: sp.spmatrix, states: np.ndarray) -> np.ndarray:
+    return np.einsum("ti,ti->t", states.conj(), (matrix @ states.T).T).real
+
+
+def _evolution_operators(system: System, configurations: np.ndarray | None
+                         ) -> tuple[sp.csr_matrix, dict[str, sp.csr_matrix]]:
+    """H and the observables as sparse matrices: full space (cached), or inside `configurations` (observables
+    projected on the sector, exact for its states)."""
+    if configurations is None:
+        matrices = dict(sparse_operators(system))
+        return matrices.pop("hamiltonian"), matrices
+    return sector_operators(system, configurations)
+
+
+def sector_operators(system: System, configurations: np.ndarray) -> tuple[sp.csr_matrix, dict[str, sp.csr_matrix]]:
+    """H and every observable as sector matrices over `configurations` (observables projected), cached per system."""
+    key = ("sector_operators", _key(system), len(configurations))
+    if key not in _CACHE:
+        _CACHE[key] = (sector_matrix(system.hamiltonian, configurations),
+                       {name: sector_matrix(op, configurations, projected=True)
+                        for name, op in system.observables.items()})
+    return _CACHE[key]
