@@ -142,7 +142,8 @@ def _autoregressive(choice: AnsatzChoice, system: System, *, initial_distributio
     from ansatze import AR2DRNN, ARRNN, ARTransformer
 
     common = {"constraint": system.constraint, "phase": phase, "initial_distribution": initial_distribution,
-              "sign_sites": sign_sites, "param_dtype": param_dtype(choice.dtype)}
+              "sign_sites": sign_sites, "param_dtype": param_dtype(choice.dtype),
+              "tokens": None if system.token_map.is_identity else system.token_map}  # gauge blocks, orbitals
     shape = _lattice_shape(system)
     if choice.kind == "transformer":
         lattice = {}

@@ -26,10 +26,11 @@ EXTRA_ARGS = {"tfim_quench": ["--ansatz", "rbm", "--alpha", "1", "--rtol-smooth"
 
 
 # the slowest smoke runs, whose pieces have their own default tests (2D Transformer VMC; staggered-field VMC then
-# TENG; POVM trapezoid and String States; TDVP of the TFIM chain; POVM steady state), run with -m slow to keep the
+# TENG; POVM trapezoid and String States; TDVP of the TFIM chain; POVM steady state; gauge-invariant VMC of the
+# quantum link model), run with -m slow to keep the
 # default suite under 15 minutes on 2 cores
 SLOW = {"heisenberg_square", "heisenberg_neel_quench", "dissipative_xyz_dynamics", "tfim_quench",
-        "dissipative_tfi_steady_state"}
+        "dissipative_tfi_steady_state", "qlm_ground_state"}
 
 
 def _load_script(script, monkeypatch):
