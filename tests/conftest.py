@@ -46,8 +46,9 @@ def interrupt_at_row(monkeypatch):
 
 # xdist hands whole files to the two workers in collection order: starting with the longest files (measured) keeps
 # one worker from finishing a long file alone at the end (longest-processing-time-first scheduling)
-LONGEST_FILES_FIRST = ("test_sharding.py", "test_povm_context.py", "test_povm_sampled.py", "test_runs.py",
-                       "test_projected_vmc.py", "test_tdvp.py", "test_vmc.py", "test_teng.py")
+LONGEST_FILES_FIRST = ("test_autoregressive.py", "test_quantum_link.py", "test_sharding.py", "test_povm_context.py",
+                       "test_vmc.py", "test_mps.py", "test_tdvp.py", "test_projected_vmc.py", "test_povm_sampled.py",
+                       "test_runs.py", "test_teng.py")
 
 
 def pytest_collection_modifyitems(items):
