@@ -87,6 +87,15 @@ def _distinct_carries(carry, multiplicity: np.ndarray) -> tuple[np.ndarray, np.n
     return first, merged
 
 
+def as_permutation(order: Sequence[int], n_sites: int) -> tuple[int, ...]:
+    """`order` as a tuple of ints after checking that it is a permutation of range(n_sites) (ValueError otherwise):
+    the generation orders of `Constraint.permuted`."""
+    order = tuple(int(i) for i in np.asarray(order).reshape(-1).tolist())
+    if sorted(order) != list(range(n_sites)):
+        raise ValueError(f"order must be a permutation of range({n_sites}), got {list(order)}")
+    return order
+
+
 class Constraint(abc.ABC):
     """Abstract constraint on the token values of an N-token configuration (local indices for one token per mode)."""
 
@@ -308,8 +317,7 @@ class U1Constraint(Constraint):
         return int(ways[self.total + self._offset])
 
     def permuted(self, order) -> U1Constraint:
-        if sorted(np.asarray(order).tolist()) != list(range(self.n_sites)):
-            raise ValueError(f"order must be a permutation of range({self.n_sites})")
+        as_permutation(order, self.n_sites)
         return self
 
     def describe(self) -> dict:

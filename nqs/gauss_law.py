@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 import numpy as np
 
-from nqs.constraint import Constraint
+from nqs.constraint import Constraint, as_permutation
 
 
 @dataclass(frozen=True)
@@ -129,10 +129,11 @@ class GaussLaw1D(Constraint):
         return level[s], closing
 
     def permuted(self, order) -> GaussLaw1D:
-        if list(np.asarray(order).tolist()) != list(range(self.n_sites)):
+        order = as_permutation(order, self.n_sites)
+        if order != tuple(range(self.n_sites)):
             raise ValueError(
                 "GaussLaw1D checks block j's law when block j is generated: generate the blocks left to right "
-                f"(order 0 … {self.n_sites - 1}), got {list(np.asarray(order).tolist())}"
+                f"(order 0 … {self.n_sites - 1}), got {list(order)}"
             )
         return self
 

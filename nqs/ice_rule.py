@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 import numpy as np
 
-from nqs.constraint import Constraint
+from nqs.constraint import Constraint, as_permutation
 
 BITS = 2
 MAX_FRONTIER_STATES = 2**20  # distinct pending-sum states at one step that the look-ahead tabulates
@@ -135,9 +135,7 @@ class IceRule(Constraint):
             object.__setattr__(self, "winding", winding)
         n = self.n_sites
         if self.order is not None:
-            order = tuple(int(i) for i in self.order)
-            if sorted(order) != list(range(n)):
-                raise ValueError(f"order must be a permutation of range({n}), got {list(order)}")
+            order = as_permutation(self.order, n)
             object.__setattr__(self, "order", None if order == tuple(range(n)) else order)
         laws, targets = self.laws()
         order = tuple(range(n)) if self.order is None else self.order
@@ -201,11 +199,8 @@ class IceRule(Constraint):
         return carry - jnp.asarray(self._tables["columns"], jnp.int32)[i][jnp.asarray(s, jnp.int32)]
 
     def permuted(self, order) -> IceRule:
-        order = tuple(int(i) for i in np.asarray(order).tolist())
-        if sorted(order) != list(range(self.n_sites)):
-            raise ValueError(f"order must be a permutation of range({self.n_sites}), got {list(order)}")
         current = tuple(range(self.n_sites)) if self.order is None else self.order
-        return dataclasses.replace(self, order=tuple(current[i] for i in order))
+        return dataclasses.replace(self, order=tuple(current[i] for i in as_permutation(order, self.n_sites)))
 
     def describe(self) -> dict:
         return {

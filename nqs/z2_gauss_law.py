@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 import numpy as np
 
-from nqs.constraint import Constraint
+from nqs.constraint import Constraint, as_permutation
 
 BITS = 2  # links per vertex block: (v, x̂) and (v, ŷ)
 
@@ -145,9 +145,7 @@ class Z2GaussLaw(Constraint):
                                  f"{self.winding}")
             object.__setattr__(self, "winding", winding)
         if self.order is not None:
-            order = tuple(int(i) for i in self.order)
-            if sorted(order) != list(range(n)):
-                raise ValueError(f"order must be a permutation of range({n}), got {list(order)}")
+            order = as_permutation(self.order, n)
             object.__setattr__(self, "order", None if order == tuple(range(n)) else order)
         laws, t = self.laws()
         columns, checks, expected, null = parity_tables(laws, self.generation_order)
@@ -215,11 +213,8 @@ class Z2GaussLaw(Constraint):
         return carry ^ jnp.asarray(self._columns)[i][jnp.asarray(s, jnp.int32)]
 
     def permuted(self, order) -> Z2GaussLaw:
-        order = tuple(int(i) for i in np.asarray(order).tolist())
-        if sorted(order) != list(range(self.n_sites)):
-            raise ValueError(f"order must be a permutation of range({self.n_sites}), got {list(order)}")
         current = self.generation_order
-        return dataclasses.replace(self, order=tuple(current[i] for i in order))
+        return dataclasses.replace(self, order=tuple(current[i] for i in as_permutation(order, self.n_sites)))
 
     def describe(self) -> dict:
         return {
