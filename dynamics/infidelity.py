@@ -69,13 +69,18 @@ class RealView:
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
 
-def support_states(hilbert: Any, logpsi: LogPsi, params: Any) -> jax.Array:
-    """Every configuration of `hilbert` where |ψ_params|² > 0, for exact sums over the model's support.
+def support_states(vstate: Any, logpsi: LogPsi) -> jax.Array:
+    """Every configuration where |ψ|² > 0 of a full-sum state, for exact sums over the model's support: the sector of
+    a `SectorFullSumState`, else the configurations of `vstate.hilbert` where the model with the state's parameters
+    is non-zero.
 
     Configurations outside a constraint's sector have |ψ|² = 0 exactly (masked conditionals give log ψ of
     about −1e30); in a full sum they contribute only 0·∞ terms, so exact sums run over the support."""
-    states = np.asarray(hilbert.all_states())
-    log_psi = np.asarray(jax.jit(logpsi)(params, jnp.asarray(states)))
+    configurations = getattr(vstate, "configurations", None)
+    if configurations is not None:
+        return jnp.asarray(configurations)
+    states = np.asarray(vstate.hilbert.all_states())
+    log_psi = np.asarray(jax.jit(logpsi)(vstate.parameters, jnp.asarray(states)))
     return jnp.asarray(states[np.exp(2 * log_psi.real) > 0])
 
 

@@ -3,7 +3,9 @@
 At each save time the recorder estimates the energy and every observable of the system on the
 variational state, and, when the Hilbert space (for a constrained system: its sector) is small enough to hold a
 state vector, the fidelity |⟨ψ_exact(t)|ψ_θ(t)⟩|² with the exact trajectory that starts from the *variational*
-initial state and the Loschmidt return rate r(t) = −(1/N) ln|⟨ψ_θ(0)|ψ_θ(t)⟩|² (N tokens: sites, gauge blocks).
+initial state and the Loschmidt return rate r(t) = −(1/N) ln|⟨ψ_θ(0)|ψ_θ(t)⟩|² (N tokens: sites, gauge blocks);
+given a `manifold` of orthonormal states φ_a (e.g. the degenerate vacua of the pre-quench Hamiltonian) also the rate
+into it, r_M(t) = −(1/N) ln Σ_a |⟨φ_a|ψ(t)⟩|² (``manifold_return_rate``), for the variational and the exact state.
 The exact series are computed up front on the same grid and written to /exact, so an interrupted
 run still has its reference. The result file, resume and checkpoints are the run layer's (`nqs.run.Run`): a
 checkpoint holds the current parameters, and as method state the initial parameters (the exact trajectory starts
@@ -24,6 +26,7 @@ import numpy as np
 from nqs import exact
 from nqs.recipes import describe_ansatz
 from nqs.run import Rows, Run, RunOptions
+from nqs.sector_state import SectorFullSumState
 from nqs.system import System
 
 MAX_EXACT_STATES = 2**16
@@ -58,8 +61,8 @@ class DynamicsRecorder:
     saves it at a save point; every dynamics method shares them."""
 
     @classmethod
-    def start(cls, system: System, vstate: Any, times: np.ndarray, run: Run, with_exact: bool, **extra: Any
-              ) -> tuple[DynamicsRecorder, dict[str, Any], int]:
+    def start(cls, system: System, vstate: Any, times: np.ndarray, run: Run, with_exact: bool, *,
+              manifold: np.ndarray | None = None, **extra: Any) -> tuple[DynamicsRecorder, dict[str, Any], int]:
         """(recorder, method state, index of the last save point reached).
 
         The method state is {"initial": parameters at t = 0, **extra} (extra: counters such as a damping or a step
@@ -75,7 +78,7 @@ class DynamicsRecorder:
         if checkpoint is not None:
             state, params, first = checkpoint.state, checkpoint.params, checkpoint.step
         vstate.parameters = state["initial"]
-        recorder = cls(system, vstate, times, run, with_exact)
+        recorder = cls(system, vstate, times, run, with_exact, manifold)
         vstate.parameters = params
         if "sampler" in state:
             vstate.sampler_state = state["sampler"]
@@ -87,20 +90,46 @@ class DynamicsRecorder:
             state = {**state, "sampler": vstate.sampler_state}
         self.run.checkpoint(index, vstate.parameters, state)
 
-    def __init__(self, system: System, vstate: Any, times: np.ndarray, run: Run, with_exact: bool):
+    def __init__(self, system: System, vstate: Any, times: np.ndarray, run: Run, with_exact: bool,
+                 manifold: np.ndarray | None = None):
         self.system = system
         self.times = np.asarray(times, dtype=float)
         self.run = run
-        self.trajectory, self.configurations = None, None
-        if system.constraint is not None and exact.sector_dimension(system) <= MAX_EXACT_STATES:
-            self.configurations = system.sector_states()  # vectors over the sector: a gauge sector of a huge space
-        elif math.prod(int(d) for d in system.hilbert.shape) > MAX_EXACT_STATES:
-            with_exact = False
+        self.trajectory, self.configurations, self.manifold = None, None, None
+        if system.constraint is None:
+            dimension = math.prod(int(d) for d in system.hilbert.shape)
+        else:  # vectors over the sector: a gauge sector of a huge space
+            dimension = exact.sector_dimension(system)
+            if isinstance(vstate, SectorFullSumState):
+                self.configurations = vstate.configurations
+            elif dimension <= MAX_EXACT_STATES:
+                self.configurations = system.sector_states()
+        with_exact = with_exact and dimension <= MAX_EXACT_STATES
         if with_exact:
             self.psi0 = self.vector(vstate)
             self.trajectory = exact.evolve(system, self.psi0, self.times, configurations=self.configurations)
-            run.write_exact({"time": self.times, "energy": self.trajectory.energy, "entropy": self.trajectory.entropy,
-                             "return_rate": self.trajectory.return_rate, **self.trajectory.observables})
+            series = {"time": self.times, "energy": self.trajectory.energy, "entropy": self.trajectory.entropy,
+                      "return_rate": self.trajectory.return_rate, **self.trajectory.observables}
+            if manifold is not None:
+                self.manifold = self._check_manifold(manifold)
+                series["manifold_return_rate"] = self._manifold_rate(self.trajectory.states)
+            run.write_exact(series)
+        elif manifold is not None:
+            raise ValueError("a Loschmidt manifold needs the exact state vectors: this system is too large for them "
+                             "(or exact=False)")
+
+    def _check_manifold(self, manifold: np.ndarray) -> np.ndarray:
+        """The manifold's rows as an orthonormal array over the recorder's basis (ValueError otherwise)."""
+        manifold = np.atleast_2d(np.asarray(manifold, dtype=complex))
+        if manifold.shape[1] != len(self.psi0):
+            raise ValueError(f"the manifold's states have {manifold.shape[1]} amplitudes, the recorder's basis has "
+                             f"{len(self.psi0)} (the sector configurations of System.sector_states(), in that order)")
+        if not np.allclose(manifold.conj() @ manifold.T, np.eye(len(manifold)), atol=1e-8):
+            raise ValueError("the manifold's states must be orthonormal")
+        return manifold
+
+    def _manifold_rate(self, states: np.ndarray) -> np.ndarray:
+        return exact.loschmidt_rate(states, self.manifold, self.system.n_tokens)
 
     def vector(self, vstate: Any) -> np.ndarray:
         """The normalised state vector of `vstate`: over the sector's configurations for a constrained system, else
@@ -159,6 +188,8 @@ class DynamicsRecorder:
         if self.trajectory is not None:
             row["fidelity"] = float(abs(np.vdot(self.trajectory.states[index], psi)) ** 2)
             row["infidelity"] = 1.0 - row["fidelity"]
-            row["return_rate"] = -math.log(max(abs(np.vdot(self.psi0, psi)) ** 2, 1e-300)) / self.system.n_tokens
+            row["return_rate"] = float(exact.loschmidt_rate(psi, self.psi0, self.system.n_tokens)[0])
+            if self.manifold is not None:
+                row["manifold_return_rate"] = float(self._manifold_rate(psi)[0])
         row.update(diagnostics or {})
         return self.run.append(row)

@@ -54,6 +54,7 @@ from netket.utils import struct
 
 from dynamics.infidelity import log_amplitude_and_local_energy, support_states
 from dynamics.integrators import check_integrator, make_integrator
+from dynamics.linear_solvers import pinv_smooth
 from dynamics.recording import (
     DynamicsOutcome,
     DynamicsRecorder,
@@ -78,7 +79,8 @@ class TDVPSettings(TimeGrid):
         integrator: "Euler", "Heun", "RK4", "RK23" or "RK45".
         propagation: "real" or "imag".
         rtol, atol: tolerances of the adaptive integrators.
-        solver: "pinv_smooth" (smooth pseudo-inverse), "cholesky", "svd", or "schmitt" (NetKet's Schmitt–Heyl
+        solver: "pinv_smooth" (smooth pseudo-inverse; from the Jacobian's SVD when P exceeds its rows,
+            `dynamics.linear_solvers`), "cholesky", "svd", or "schmitt" (NetKet's Schmitt–Heyl
             signal-to-noise filter with the smooth SVD cut-off pinv_rtol_smooth, Monte Carlo states only).
         snr_atol: ε_SNR of the SNR filter.
         error_norm: norm of the adaptive step control: "euclidean", "maximum" or "qgt" (√(δθ† S δθ),
@@ -121,9 +123,7 @@ class TDVPSettings(TimeGrid):
 
     def make_solver(self):
         if self.solver == "pinv_smooth":
-            return functools.partial(
-                nk.optimizer.solver.pinv_smooth, rtol=self.pinv_rtol, rtol_smooth=self.pinv_rtol_smooth
-            )
+            return functools.partial(pinv_smooth, rtol=self.pinv_rtol, rtol_smooth=self.pinv_rtol_smooth)
         return {"cholesky": nk.optimizer.solver.cholesky, "svd": nk.optimizer.solver.svd}[self.solver]
 
 
@@ -211,7 +211,7 @@ class _ResidualEstimator:
         vs = self.vstate
         full_sum = isinstance(vs, nk.vqs.FullSumState)
         if full_sum or self.exact:
-            support = support_states(vs.hilbert, self.logpsi, vs.parameters)
+            support = support_states(vs, self.logpsi)
         if full_sum:
             x, density = support, jnp.zeros(support.shape[0])
         else:
@@ -238,6 +238,7 @@ def evolve_tdvp(
     seed: int = 0,
     ansatz: Mapping[str, Any] | None = None,
     exact: bool = True,
+    manifold: np.ndarray | None = None,
     **run: Unpack[RunOptions],
 ) -> DynamicsOutcome:
     """Evolve `vstate` under `system.hamiltonian` with TDVP and record it at `settings.n_save` times.
@@ -248,6 +249,8 @@ def evolve_tdvp(
         settings: integration and regularisation settings.
         seed, ansatz: metadata of the result file (the ansatz description defaults to the model's own).
         exact: compute the exact trajectory (when the Hilbert space has at most 2^16 states).
+        manifold: orthonormal rows φ_a (sector vectors over `system.sector_states()` for a constrained system, else
+            full-space vectors): record the return rate into their span (`dynamics.recording`); needs `exact`.
         run: `out`, `mode`, `config`, `progress` (`nqs.run.RunOptions`).
     """
     settings = settings or TDVPSettings()
@@ -257,8 +260,8 @@ def evolve_tdvp(
     with open_run(system, vstate, method, seed, ansatz, **run) as recording:
         times = settings.times
         with_exact = exact and settings.propagation == "real"
-        recorder, state, first = DynamicsRecorder.start(system, vstate, times, recording, with_exact, steps=0,
-                                                        dt=settings.dt)
+        recorder, state, first = DynamicsRecorder.start(system, vstate, times, recording, with_exact, manifold=manifold,
+                                                        steps=0, dt=settings.dt)
         driver = _make_driver(system, vstate, settings, t0=float(times[first]), dt=float(state["dt"]))
         residual = _ResidualEstimator(system, vstate, settings.propagation, exact=settings.exact_residual,
                                       holomorphic=settings.holomorphic)

@@ -152,7 +152,7 @@ class _Fitter:
         self.logpsi = logpsi
         self._jit = {}
         if self.full_sum:
-            self.all_states = support_states(vstate.hilbert, logpsi, vstate.parameters)
+            self.all_states = support_states(vstate, logpsi)
             self.zero_density = jnp.zeros(self.all_states.shape[0])
 
     # -- configurations ----------------------------------------------------------------------------
@@ -258,6 +258,7 @@ def evolve_teng(
     seed: int = 0,
     ansatz: Mapping[str, Any] | None = None,
     exact: bool = True,
+    manifold: np.ndarray | None = None,
     **run: Unpack[RunOptions],
 ) -> DynamicsOutcome:
     """Evolve `vstate` under `system.hamiltonian` with TENG and record it at `settings.n_save` times.
@@ -274,6 +275,8 @@ def evolve_teng(
         settings: time grid, scheme and fit settings.
         seed, ansatz: metadata of the result file (the ansatz description defaults to the model's own).
         exact: compute the exact trajectory (when the Hilbert space has at most 2^16 states).
+        manifold: orthonormal rows φ_a (sector vectors over `system.sector_states()` for a constrained system, else
+            full-space vectors): record the return rate into their span (`dynamics.recording`); needs `exact`.
         run: `out`, `mode`, `config`, `progress` (`nqs.run.RunOptions`; the bar runs over the time steps).
     """
     settings = settings or TENGSettings()
@@ -284,7 +287,7 @@ def evolve_teng(
     with open_run(system, vstate, method, seed, ansatz, **run) as recording:
         times = settings.times
         with_exact = exact and settings.propagation == "real"
-        recorder, state, first = DynamicsRecorder.start(system, vstate, times, recording, with_exact,
+        recorder, state, first = DynamicsRecorder.start(system, vstate, times, recording, with_exact, manifold=manifold,
                                                         damping=settings.damping)
         if first == 0:
             recorder.record(0, 0.0, vstate)

@@ -169,36 +169,83 @@ def sector_matrix(operator: Any, states: np.ndarray, *, batch: int = 16384, proj
     return sp.csr_matrix((values.astype(dtype), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
 
 
-def ground_state(system: System, *, with_gap: bool = False) -> ExactGroundState:
-    """Exact ground state of `system.hamiltonian`, inside `system.constraint`'s sector when there is one."""
-    key = _key(system) + f"|gap={with_gap}"
+@dataclasses.dataclass(frozen=True)
+class LowSpectrum:
+    """The lowest eigenpairs of a System's Hamiltonian in its sector.
+
+    Attributes:
+        energies: the k lowest eigenvalues, ascending.
+        vectors: (k, D) orthonormal eigenvectors, one amplitude per row of `configurations`.
+        configurations: the sector's configurations (`System.sector_states()`; the full space without a constraint).
+    """
+
+    energies: np.ndarray
+    vectors: np.ndarray
+    configurations: np.ndarray
+
+    @property
+    def gaps(self) -> np.ndarray:
+        """E_n − E_0 for n = 1 … k − 1 (in a gauge sector of a confining model: vacuum splitting, meson masses)."""
+        return self.energies[1:] - self.energies[0]
+
+
+def lowest_states(system: System, k: int = 1) -> LowSpectrum:
+    """The `k` lowest eigenpairs of `system.hamiltonian` inside `system.constraint`'s sector (dense `eigh` up to 64
+    states, QuTiP's sparse eigensolver above). Every symmetry sector the constraint does not fix (momentum, parity)
+    is mixed in: a degenerate level appears once per state. Cached per system and k."""
+    key = _key(system) + f"|k={k}"
     if key in _CACHE:
         return _CACHE[key]
     if system.is_open:
-        raise ValueError("ground_state is for closed systems; use the steady state of an open system")
+        raise ValueError("lowest_states is for closed systems; use the steady state of an open system")
     dimension = sector_dimension(system)
     if dimension > MAX_ED_STATES:
         raise ValueError(f"the sector has {dimension} states: too large for exact diagonalisation here (> "
                          f"{MAX_ED_STATES})")
+    if not 1 <= k < max(dimension, 2):
+        raise ValueError(f"k must be in 1 … {max(dimension - 1, 1)} for a sector of {dimension} states, got {k}")
     states = system.sector_states()
     matrix = sector_matrix(system.hamiltonian, states)
     herm = abs(matrix - matrix.conj().T).max() if matrix.nnz else 0.0
     if herm > 1e-10:
         raise ValueError(f"the Hamiltonian is not Hermitian in the sector (max |H - H^dag| = {herm:.2e})")
-    qobj = qutip.Qobj(matrix, dims=[[len(states)], [len(states)]], isherm=True)
-    n_eig = 2 if with_gap else 1
     if len(states) <= 64:
         energies, vectors = np.linalg.eigh(matrix.toarray())
-        energies, vectors = energies[:n_eig], vectors[:, :n_eig]
+        energies, vectors = energies[:k], vectors[:, :k]
     else:
-        evals, kets = qobj.eigenstates(sparse=True, eigvals=n_eig, tol=1e-12, maxiter=100000)
-        energies, vectors = np.asarray(evals), np.stack([k.full()[:, 0] for k in kets], axis=1)
-    vector = vectors[:, 0] / np.linalg.norm(vectors[:, 0])
-    gap = float(energies[1] - energies[0]) if with_gap else None
-    observables = expectation_values(system, vector, configurations=states)
-    result = ExactGroundState(float(energies[0]), vector, states, observables, len(states), gap, system.hilbert)
+        qobj = qutip.Qobj(matrix, dims=[[len(states)], [len(states)]], isherm=True)
+        _, kets = qobj.eigenstates(sparse=True, eigvals=k, tol=1e-12, maxiter=100000)
+        # Rayleigh–Ritz in the span: the sparse solver's vectors of a quasi-degenerate pair (the two vacua of a
+        # ring, split by 1e-8) need not be orthogonal
+        basis, _ = np.linalg.qr(np.stack([ket.full()[:, 0] for ket in kets], axis=1))
+        energies, rotation = np.linalg.eigh(basis.conj().T @ (matrix @ basis))
+        vectors = basis @ rotation
+    result = LowSpectrum(np.asarray(energies, dtype=float), np.ascontiguousarray(vectors.T), states)
     _CACHE[key] = result
     return result
+
+
+def ground_state(system: System, *, with_gap: bool = False) -> ExactGroundState:
+    """Exact ground state of `system.hamiltonian`, inside `system.constraint`'s sector when there is one."""
+    key = _key(system) + f"|gap={with_gap}"
+    if key in _CACHE:
+        return _CACHE[key]
+    spectrum = lowest_states(system, 2 if with_gap else 1)
+    vector, states = spectrum.vectors[0], spectrum.configurations
+    gap = float(spectrum.gaps[0]) if with_gap else None
+    observables = expectation_values(system, vector, configurations=states)
+    result = ExactGroundState(float(spectrum.energies[0]), vector, states, observables, len(states), gap,
+                              system.hilbert)
+    _CACHE[key] = result
+    return result
+
+
+def loschmidt_rate(states: np.ndarray, references: np.ndarray, n: int) -> np.ndarray:
+    """r = −(1/n) ln Σ_a |⟨φ_a|ψ⟩|² of each row ψ of `states` (normalised) into the span of the orthonormal rows φ_a
+    of `references`: one row gives the return rate of a single state, several the rate into a degenerate manifold
+    (Heyl, Polkovnikov, Kehrein, PRL 110, 135704 (2013); Heyl, Rep. Prog. Phys. 81, 054001 (2018))."""
+    weight = np.sum(np.abs(np.atleast_2d(states) @ np.atleast_2d(references).conj().T) ** 2, axis=1)
+    return -np.log(np.maximum(weight, 1e-300)) / n
 
 
 def expectation_values(system: System, state: np.ndarray, *, configurations: np.ndarray | None = None
@@ -398,7 +445,7 @@ def evolve(
         observables={name: _expectations(o, states) for name, o in observables.items()},
         entropy=np.asarray(entropy),
         loschmidt=overlap0,
-        return_rate=-np.log(np.maximum(overlap0, 1e-300)) / system.n_tokens,
+        return_rate=loschmidt_rate(states, psi0, system.n_tokens),
         fidelity=fidelity,
         states=states,
     )

@@ -1,8 +1,9 @@
 """Every access to a NetKet attribute that is not public API, in one place.
 
 NetKet exposes no public way to read the loss statistics of the step being logged under its own name, to set a
-restored driver's step counter, to evaluate a variational state's bare apply function, or to read the mode-wise
-signal-to-noise ratios of `TDVPSchmitt`. These helpers do, for the NetKet releases named in `pyproject.toml`;
+restored driver's step counter, to evaluate a variational state's bare apply function, to read the mode-wise
+signal-to-noise ratios of `TDVPSchmitt`, or to reuse the force kernel of `FullSumState` over another basis. These
+helpers do, for the NetKet releases named in `pyproject.toml`;
 `tests/test_netket_compat.py` checks each of them against the installed NetKet, so a release that renames one fails
 there, loudly, instead of somewhere inside a driver.
 """
@@ -29,6 +30,15 @@ def set_step_count(driver: Any, step: int) -> None:
 def apply_fun(vstate: Any) -> Callable:
     """The variational state's apply function f(variables, x) -> log ψ(x) (chunking and sharding wrappers included)."""
     return vstate._apply_fun
+
+
+def full_sum_forces(vstate: Any, mutable: Any, o_psi: Any, psi: Any) -> tuple[Any, Any, Any]:
+    """(⟨O⟩ as `Stats`, forces ⟨∂ψ|(O − ⟨O⟩)|ψ⟩, new model state) of a full-sum state from the normalised vector ψ
+    over `vstate._all_states` and Oψ, by NetKet's own full-sum kernel."""
+    from netket.vqs.full_summ.expect import _exp_forces
+
+    return _exp_forces(vstate._apply_fun, mutable, vstate.parameters, vstate.model_state, vstate._all_states, o_psi,
+                       psi)
 
 
 def tdvp_snr(driver: Any) -> Any:

@@ -3,7 +3,8 @@ model was built for the system (`check_model_matches`).
 
 A constrained System keeps its unconstrained `hilbert` (exact autoregressive sampling needs it; its operators act
 there) and every state lives on it. A model *carries the sector* when it has the system's constraint (autoregressive
-ansätze mask their conditionals with it, so ψ = 0 off the sector). Such a model is summed (`FullSumState`) or sampled
+ansätze mask their conditionals with it, so ψ = 0 off the sector). Such a model is summed over the sector
+(`nqs.sector_state.SectorFullSumState`, so a small gauge sector of a huge space is summed exactly) or sampled
 (its exact sampler, `ARDirectSampler`, `ExactSampler`) as on an unconstrained system. Any other model is sampled by
 Metropolis with a rule that keeps the sector, from chains started inside it (`SectorExchangeRule`); a full sum,
 enumerated or autoregressive sampling of such a model would leave the sector and is refused.
@@ -26,6 +27,7 @@ import netket as nk
 from netket.utils import struct
 
 from nqs.constraint import Constraint, U1Constraint
+from nqs.sector_state import SectorFullSumState
 from nqs.sectors import random_configurations
 from nqs.system import System
 from nqs.tokens import TokenMap
@@ -128,7 +130,8 @@ def make_state(system: System, model: Any, *, n_samples: int, seed: int, chunk_s
                n_chains: int = 16, enumerate_samples: bool = False) -> nk.vqs.MCState | nk.vqs.FullSumState:
     """A NetKet variational state of `model` on `system.hilbert` (module docstring for constrained systems).
 
-    n_samples = 0: a `FullSumState` (over the sector's support: the model must carry the constraint). Otherwise an
+    n_samples = 0: a `FullSumState`, for a constrained system a `SectorFullSumState` that sums over the sector's
+    configurations only (the model must carry the constraint). Otherwise an
     `MCState` sampled by the model's own exact sampler when it offers one (`model.exact_sampler()`, e.g. String
     States and symmetrised models), exact `ARDirectSampler` for autoregressive models, else Metropolis with `n_chains`
     chains (at least one per device): single-site flips (`MetropolisLocal`) when unconstrained, `sector_rule` when
@@ -138,9 +141,12 @@ def make_state(system: System, model: Any, *, n_samples: int, seed: int, chunk_s
     the sector."""
     check_model_matches(system, model)
     if n_samples == 0:
-        if system.constraint is not None and getattr(model, "constraint", None) is None:
+        if system.constraint is None:
+            return nk.vqs.FullSumState(system.hilbert, model, seed=seed, chunk_size=chunk_size)
+        if getattr(model, "constraint", None) is None:
             raise _leaves_sector(system, "a full sum")
-        return nk.vqs.FullSumState(system.hilbert, model, seed=seed, chunk_size=chunk_size)
+        return SectorFullSumState(system.hilbert, model, configurations=system.sector_states(), seed=seed,
+                                  chunk_size=chunk_size)
     sampler, n_discard = _sampler(system, model, n_chains, enumerate_samples)
     return nk.vqs.MCState(
         sampler,

@@ -143,10 +143,12 @@ def ground_state_variables(system: System, model: Any, quench: Quench, *, steps:
 
 
 def run_quench(
-    system: System, model: Any, quench: Quench, *, observable: str, title: str, initial: Any = None
+    system: System, model: Any, quench: Quench, *, observable: str, title: str, initial: Any = None,
+    manifold: np.ndarray | None = None,
 ) -> DynamicsOutcome:
     """Evolve `model`'s initial state (its initialisation, or the variables `initial`) under `system` as `quench`
-    says, write its result file, and print the table of `observable` against the exact trajectory."""
+    says, write its result file, and print the table of `observable` against the exact trajectory. `manifold`:
+    states whose span gets a Loschmidt rate (`dynamics.recording`)."""
     vstate = make_state(system, model, samples=quench.samples, seed=quench.seed,
                         enumerate_samples=quench.enumerate_samples)
     if initial is not None:
@@ -154,7 +156,7 @@ def run_quench(
     tdvp = isinstance(quench.method, TDVPSettings)
     evolve = evolve_tdvp if tdvp else evolve_teng
     outcome = evolve(system, vstate, quench.method, out=str(quench.out), mode=quench.mode, config=quench.config,
-                     seed=quench.seed, progress=quench.progress)
+                     seed=quench.seed, progress=quench.progress, manifold=manifold)
     print_comparison(outcome, observable, title=f"{title} ({'tdvp' if tdvp else 'teng'}, {quench.ansatz.kind}, "
                      f"{vstate.n_parameters} parameters, {quench.samples or 'full-sum'} samples, "
                      f"dt={quench.method.dt})")

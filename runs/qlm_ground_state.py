@@ -5,8 +5,9 @@ H = −Jκ Σ_j (ψ_j† U_j ψ_{j+1} + h.c.) + m Σ_j (−1)^j n_j + (g²/2) Σ
 (`hamiltonians.quantum_link`; conventions in its docstring and in the result file). The ansatz generates gauge blocks
 (matter site, link) with the Gauss law as a mask, so every sample is gauge invariant and the sector is sampled
 exactly. The exact reference is ED in the sector (up to 2^22 states: N = 12 has 322 states at S = ½ and 1 186 at
-S = 1); beyond it the run reports E/N alone. ``--masses`` scans m (one result file per mass, ``_m<value>`` added to
-the name).
+S = 1), with the lowest gaps (``--levels``: the splitting of the two vacua for half-integer S at m > m_c, then
+meson masses); beyond it the run reports E/N alone. ``--masses`` scans m (one result file per mass, ``_m<value>``
+added to the name).
 
     python runs/qlm_ground_state.py --N 12 --S 0.5 --m 0.5                  # writes runs/out/qlm_ground_state.h5
     python runs/qlm_ground_state.py --N 12 --S 1 --kappa normalised --g2 0.5 --masses -1 0 1
@@ -39,6 +40,8 @@ def _parser():
     model.add_argument("--kappa", choices=("bare", "normalised"), default="bare")
     model.add_argument("--matter", choices=("fermion", "hardcore_boson"), default="fermion")
     model.add_argument("--obc", action="store_true", help="open chain (default periodic)")
+    model.add_argument("--levels", type=int, default=3,
+                       help="exact levels to print above the ground state (gaps: vacuum splitting, meson masses)")
     method = parser.add_argument_group("VMC")
     method.add_argument("--steps", type=int, default=400)
     method.add_argument("--samples", type=int, default=1024)
@@ -78,6 +81,9 @@ def _one_mass(args, m: float, out: Path) -> results.Result:
           f"E/N = {e / args.N:.7f} ± {err / args.N:.7f}" + (
               f", exact {outcome.exact_energy / args.N:.7f}, relative error {outcome.relative_error:.2e}"
               if outcome.exact_energy is not None else ""))
+    if with_exact and args.levels > 0:
+        low = exact.lowest_states(system, args.levels + 1)
+        print("exact gaps E_n − E_0 in the sector (all momenta): " + ", ".join(f"{g:.6f}" for g in low.gaps))
     result = results.load(out)
     print(results.format_table(results.compare_with_exact(result)))
     return result

@@ -57,3 +57,17 @@ def test_tdvp_schmitt_exposes_its_signal_to_noise_ratios(small):
 
 def test_sampler_extension_point_has_the_signature_our_samplers_override():
     assert netket_compat.sample_chain_signature() == netket_compat.SAMPLE_CHAIN_PARAMETERS
+
+
+def test_full_sum_force_kernel_reproduces_the_full_sum_forces(small):
+    import jax
+
+    hi, hamiltonian = small
+    vstate = nk.vqs.FullSumState(hi, nk.models.RBM(alpha=1, param_dtype=float), seed=0)
+    psi = vstate.to_array()
+    o_psi = jnp.asarray(hamiltonian.to_sparse() @ np.asarray(psi))
+    mean, forces, _ = netket_compat.full_sum_forces(vstate, False, o_psi, psi)
+    reference_mean, reference = vstate.expect_and_forces(hamiltonian)
+    assert complex(mean.mean) == pytest.approx(complex(reference_mean.mean), abs=1e-12)
+    for a, b in zip(jax.tree.leaves(forces), jax.tree.leaves(reference), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-12)

@@ -102,6 +102,22 @@ def test_spectrum_equals_the_brute_force_gauss_projection(case):
     np.testing.assert_allclose(ours, reference, atol=1e-10)
 
 
+def test_low_spectrum_holds_the_vacuum_doublet_and_the_meson():
+    """`lowest_states` equals the dense sector spectrum; at m ≫ J the S = ½ ring has two vacua (E = ±½) split by
+    tunnelling around the ring, exponentially in N, and the first meson (a pair, 2m) above them."""
+    splittings = []
+    for N in (6, 8):
+        system = quantum_link(N, m=4.0)
+        low = nqs.exact.lowest_states(system, 3)
+        np.testing.assert_allclose(low.energies, _sector_spectrum(system)[0][:3], atol=1e-10)
+        np.testing.assert_allclose(low.vectors.conj() @ low.vectors.T, np.eye(3), atol=1e-10)
+        splittings.append(low.gaps[0])
+        assert abs(low.gaps[1] - 2 * 4.0) < 2 / 4.0  # 2m − O(J²/m)
+    assert splittings[1] < splittings[0] / 10 and splittings[1] < 1e-4
+    with pytest.raises(ValueError, match="k must be"):
+        nqs.exact.lowest_states(quantum_link(2), 3)
+
+
 def test_fermions_and_hard_core_bosons_and_both_frames_share_the_spectrum():
     spectra = [_sector_spectrum(quantum_link(6, m=0.5, g2=0.2, matter=matter, frame=frame))[0]
                for matter, frame in itertools.product(("fermion", "hardcore_boson"), ("original", "particle_hole"))]
@@ -238,16 +254,21 @@ def test_exact_references_live_in_the_sector_of_a_huge_space():
 
 def test_quench_of_a_gauge_invariant_state_follows_the_exact_sector_evolution(tmp_path):
     """TDVP (full sum) of the gauge-invariant RNN after a quench to m = 0, next to the exact evolution in
-    the Gauss-law sector from the same initial state: fidelity, chiral condensate, Loschmidt return rate, and the
-    Gauss law exactly kept."""
+    the Gauss-law sector from the same initial state: fidelity, chiral condensate, Loschmidt return rates (of the
+    initial state and into the vacuum doublet of m = 4), and the Gauss law exactly kept."""
     from dynamics.tdvp import TDVPSettings, evolve_tdvp
     from nqs import results
 
     system = quantum_link(4, m=0.0, g2=0.5)
     model = ARRNN(system.hilbert, hidden=8, cell="gru", tokens=system.token_map, constraint=system.constraint)
     vs = make_state(system, model, n_samples=0, seed=0)
-    out = evolve_tdvp(system, vs, TDVPSettings(t_end=0.3, dt=0.03, n_save=4), progress=False,
-                      out=str(tmp_path / "quench.h5"))
+    vacua = nqs.exact.lowest_states(quantum_link(4, m=4.0), 2).vectors
+    settings = TDVPSettings(t_end=0.3, dt=0.03, n_save=4)
+    with pytest.raises(ValueError, match="orthonormal"):
+        evolve_tdvp(system, vs, settings, progress=False, manifold=2 * vacua)
+    with pytest.raises(ValueError, match="amplitudes"):
+        evolve_tdvp(system, vs, settings, progress=False, manifold=vacua[:, :-1])
+    out = evolve_tdvp(system, vs, settings, progress=False, out=str(tmp_path / "quench.h5"), manifold=vacua)
     assert out.series("fidelity").min() > 0.999
     np.testing.assert_allclose(out.series("chiral_condensate"), out.exact.observables["chiral_condensate"], atol=2e-3)
     np.testing.assert_allclose(out.series("return_rate"), out.exact.return_rate, atol=2e-3)
@@ -255,3 +276,6 @@ def test_quench_of_a_gauge_invariant_state_follows_the_exact_sector_evolution(tm
     np.testing.assert_allclose(out.series("gauss_law_violation"), 0.0, atol=1e-12)
     stored = results.load(tmp_path / "quench.h5").exact
     np.testing.assert_allclose(stored["return_rate"], out.exact.return_rate)
+    weight = np.sum(np.abs(out.exact.states @ vacua.conj().T) ** 2, axis=1)  # Σ_a |⟨φ_a|ψ(t)⟩|²
+    np.testing.assert_allclose(stored["manifold_return_rate"], -np.log(weight) / 4, rtol=1e-10)
+    np.testing.assert_allclose(out.series("manifold_return_rate"), stored["manifold_return_rate"], atol=2e-3)
