@@ -7,8 +7,9 @@ dotted name of its class and the fields that differ from the class defaults, enc
     {"class": "ansatze.transformer.ARTransformer", "fields": {"layers": 1, "features": 16, "hilbert": {"hilbert":
      "system"}, "constraint": {"constraint": "system"}, "param_dtype": {"dtype": "float64"}, ...}}
 
-with the system's Hilbert space and constraint referenced, not copied, nested modules (the base model of
-`Symmetrized`, String States) as nested recipes, arrays and dtypes tagged, and module-level functions by name.
+with the system's Hilbert space, constraint and token map (gauge blocks) referenced, not copied, nested modules (the
+base model of `Symmetrized`, String States) as nested recipes, arrays and dtypes tagged, and module-level functions by
+name.
 A model whose fields cannot be encoded (e.g. a closure as initializer) has no recipe: its parameters still load
 (`nqs.results.load_parameters`), `load_state` says why it cannot rebuild it.
 """
@@ -27,6 +28,7 @@ import numpy as np
 from netket.utils import HashableArray
 
 from nqs.system import System
+from nqs.tokens import TokenMap
 
 
 class NoRecipe(ValueError):
@@ -63,6 +65,8 @@ def _encode(value: Any, system: System | None) -> Any:
         return {"spin": [(int(value.local_size) - 1) / 2, int(value.size)]}
     if system is not None and system.constraint is not None and value == system.constraint:
         return {"constraint": "system"}
+    if system is not None and isinstance(value, TokenMap) and value == system.token_map:
+        return {"tokens": "system"}
     if isinstance(value, nn.Module):
         return {"module": module_recipe(value, system)}
     if isinstance(value, HashableArray):
@@ -95,6 +99,8 @@ def _decode(value: Any, system: System) -> Any:
         return nk.hilbert.Spin(payload[0], N=payload[1])
     if tag == "constraint":
         return system.constraint
+    if tag == "tokens":
+        return system.token_map
     if tag == "module":
         return build_module(payload, system)
     if tag == "hashable_array":

@@ -279,3 +279,6 @@ def test_quench_of_a_gauge_invariant_state_follows_the_exact_sector_evolution(tm
     weight = np.sum(np.abs(out.exact.states @ vacua.conj().T) ** 2, axis=1)  # Σ_a |⟨φ_a|ψ(t)⟩|²
     np.testing.assert_allclose(stored["manifold_return_rate"], -np.log(weight) / 4, rtol=1e-10)
     np.testing.assert_allclose(out.series("manifold_return_rate"), stored["manifold_return_rate"], atol=2e-3)
+    loaded = results.load_state(tmp_path / "quench.h5", n_samples=0)  # gauge blocks: the recipe refers to the tokens
+    assert loaded.model.tokens == system.token_map and loaded.system.constraint == system.constraint
+    np.testing.assert_allclose(loaded.vstate.to_array(), out.state.to_array(), atol=1e-12)
