@@ -84,6 +84,12 @@ def support_states(vstate: Any, logpsi: LogPsi) -> jax.Array:
     return jnp.asarray(states[np.exp(2 * log_psi.real) > 0])
 
 
+def build_operator_tables(operator: Any, hilbert: Any) -> None:
+    """Make a NetKet jax operator build its tables (it does so lazily on first use) here, outside any trace, on
+    one configuration of `hilbert` (no basis indexing: the space may be too large to index)."""
+    operator.get_conn_padded(hilbert.local_indices_to_states(jnp.zeros((1, hilbert.size), dtype=int)))
+
+
 def log_amplitude_and_local_energy(logpsi: LogPsi, params: Any, operator: Any,
                                    x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """log ψ(x) and E_loc(x) = Σ_x' H_xx' ψ(x')/ψ(x) for a batch x (B, N); `operator` is a NetKet jax operator."""

@@ -52,7 +52,7 @@ import netket.experimental as nkx
 import numpy as np
 from netket.utils import struct
 
-from dynamics.infidelity import log_amplitude_and_local_energy, support_states
+from dynamics.infidelity import build_operator_tables, log_amplitude_and_local_energy, support_states
 from dynamics.integrators import check_integrator, make_integrator
 from dynamics.linear_solvers import pinv_smooth
 from dynamics.recording import (
@@ -169,7 +169,7 @@ class _ResidualEstimator:
                  holomorphic: bool | None = None):
         self.vstate = vstate
         operator = system.hamiltonian
-        operator.get_conn_padded(jnp.asarray(vstate.hilbert.numbers_to_states(np.zeros(1, dtype=int))))
+        build_operator_tables(operator, vstate.hilbert)
         apply, model_state = netket_compat.apply_fun(vstate), vstate.model_state
         g = 1j if propagation == "real" else 1.0
         if exact and not (vstate.hilbert.is_indexable and vstate.hilbert.n_states <= MAX_EXACT_RESIDUAL_STATES):

@@ -39,6 +39,7 @@ import numpy as np
 
 from dynamics.infidelity import (
     RealView,
+    build_operator_tables,
     gauss_newton_system,
     infidelity,
     log_model,
@@ -139,8 +140,7 @@ class _Fitter:
         self.settings = settings
         self.vstate = vstate
         self.operator = system.hamiltonian
-        # NetKet jax operators build their tables lazily on first use: do it here, outside any trace
-        self.operator.get_conn_padded(jnp.asarray(vstate.hilbert.numbers_to_states(np.zeros(1, dtype=int))))
+        build_operator_tables(self.operator, vstate.hilbert)
         self.full_sum = isinstance(vstate, nk.vqs.FullSumState)
         self.view, _ = RealView.of(vstate.parameters)
         model_state = vstate.model_state

@@ -55,3 +55,22 @@ def test_a_gauge_sector_of_a_huge_space_is_summed_exactly():
         vs.expect(heisenberg(4).hamiltonian)
     with pytest.raises(ValueError, match="configurations must be"):
         SectorFullSumState(system.hilbert, model, configurations=vs.configurations[:, :3])
+
+
+def test_tdvp_over_the_gauge_sector_of_a_space_too_large_to_index(tmp_path):
+    """The spin-1 ring of N = 12 sites has 2^12·3^12 > 2^31 basis states, beyond NetKet's indexing: TDVP summing over
+    its 1 186-state sector follows the exact sector evolution, and the return rate into two states is recorded."""
+    from dynamics.tdvp import TDVPSettings, evolve_tdvp
+    from nqs import results
+
+    system = quantum_link(12, S=1.0, m=0.0, g2=0.5, kappa="normalised")
+    assert not system.hilbert.is_indexable
+    model = ARRNN(system.hilbert, hidden=4, tokens=system.token_map, constraint=system.constraint)
+    vs = make_state(system, model, n_samples=0, seed=0)
+    manifold = nqs.exact.lowest_states(quantum_link(12, S=1.0, m=2.0, g2=0.5, kappa="normalised"), 2).vectors
+    out = evolve_tdvp(system, vs, TDVPSettings(t_end=0.02, dt=0.01, n_save=2, pinv_rtol_smooth=1e-6), progress=False,
+                      manifold=manifold, out=str(tmp_path / "q.h5"))
+    assert out.series("fidelity")[-1] > 0.999  # a 4-unit RNN from a random start
+    exact_rate = -np.log(np.sum(np.abs(out.exact.states @ manifold.conj().T) ** 2, axis=1)) / 12
+    np.testing.assert_allclose(results.load(tmp_path / "q.h5").exact["manifold_return_rate"], exact_rate, rtol=1e-10)
+    np.testing.assert_allclose(out.series("manifold_return_rate"), exact_rate, atol=1e-3)
