@@ -63,3 +63,10 @@ def test_projected_fullsum_benchmark_agrees_with_netket(tmp_path):
     (row,) = data["results"]
     assert row["ratio"] > 0 and row["energy_abs_diff"] < 1e-10 and row["n_orbits"] == 8
     assert "ours minSR step" in stdout
+
+
+@pytest.mark.slow  # ~45 s; the sector sums and the low-rank solver have their own default tests
+def test_sector_tdvp_benchmark_checks_agreement_and_reports_ratios(tmp_path):
+    stdout, data = _run(["benchmarks/sector_tdvp.py", "--quick"], tmp_path / "t.json")
+    assert len(data["results"]) == 2 and all(row["ratio"] > 0 for row in data["results"])
+    assert "NetKet / ours" in stdout
