@@ -20,26 +20,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from _common import add_ansatz_options, ansatz_choice, check_output, config_of, experiment_parser
+from _quantum_link import add_model_options, build_system
 
 from ansatze.choice import build_ansatz
-from hamiltonians import quantum_link
 from nqs import exact, results
 from nqs.vmc import VMCSettings, ground_state
 
 
 def _parser():
     parser = experiment_parser(__doc__.splitlines()[0], "runs/out/qlm_ground_state.h5")
-    model = parser.add_argument_group("model")
-    model.add_argument("--N", type=int, default=12, help="matter sites (even)")
-    model.add_argument("--S", type=float, default=0.5, help="link spin")
-    model.add_argument("--J", type=float, default=1.0)
-    model.add_argument("--m", type=float, default=0.5, help="staggered mass")
+    model = add_model_options(parser, m=0.5)
     model.add_argument("--masses", type=float, nargs="+", default=None, help="scan these masses instead of --m")
-    model.add_argument("--g2", type=float, default=0.0, help="electric coupling g²")
-    model.add_argument("--eps-bg", type=float, default=0.0, help="background field ε_bg")
-    model.add_argument("--kappa", choices=("bare", "normalised"), default="bare")
-    model.add_argument("--matter", choices=("fermion", "hardcore_boson"), default="fermion")
-    model.add_argument("--obc", action="store_true", help="open chain (default periodic)")
     model.add_argument("--levels", type=int, default=3,
                        help="exact levels to print above the ground state (gaps: vacuum splitting, meson masses)")
     method = parser.add_argument_group("VMC")
@@ -66,8 +57,7 @@ def main(argv: list[str] | None = None) -> results.Result:
 
 
 def _one_mass(args, m: float, out: Path) -> results.Result:
-    system = quantum_link(args.N, S=args.S, J=args.J, m=m, g2=args.g2, eps_bg=args.eps_bg, kappa=args.kappa,
-                          matter=args.matter, pbc=not args.obc)
+    system = build_system(args, m=m)
     model = build_ansatz(ansatz_choice(args), system)
     settings = VMCSettings(n_steps=args.steps, n_samples=args.samples, learning_rate=args.lr, lr_schedule="cosine",
                            lr_final=args.lr / 10, diag_shift=args.diag_shift, solver="minsr", observables_every=50,

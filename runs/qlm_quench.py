@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import numpy as np
 from _common import add_ansatz_options, check_output, experiment_parser
+from _quantum_link import add_model_options, build_system
 from _quench import add_dynamics_options, ground_state_variables, quench_of, run_quench
 
 from ansatze.choice import build_ansatz
-from hamiltonians import quantum_link
 from nqs import exact, results
 
 COMPARED = ("return_rate", "manifold_return_rate", "chiral_condensate", "electric_field", "energy")
@@ -39,16 +39,7 @@ COMPARED = ("return_rate", "manifold_return_rate", "chiral_condensate", "electri
 
 def _parser():
     parser = experiment_parser(__doc__.splitlines()[0], "runs/out/qlm_quench.h5")
-    model = parser.add_argument_group("model")
-    model.add_argument("--N", type=int, default=12, help="matter sites (even)")
-    model.add_argument("--S", type=float, default=0.5, help="link spin")
-    model.add_argument("--J", type=float, default=1.0)
-    model.add_argument("--m", type=float, default=0.0, help="staggered mass after the quench")
-    model.add_argument("--g2", type=float, default=0.0, help="electric coupling g² after the quench")
-    model.add_argument("--eps-bg", type=float, default=0.0, help="background field ε_bg after the quench")
-    model.add_argument("--kappa", choices=("bare", "normalised"), default="bare")
-    model.add_argument("--matter", choices=("fermion", "hardcore_boson"), default="fermion")
-    model.add_argument("--obc", action="store_true", help="open chain (default periodic)")
+    add_model_options(parser, m=0.0, when="after the quench")
     start = parser.add_argument_group("initial state (VMC ground state of the pre-quench Hamiltonian)")
     start.add_argument("--m0", type=float, default=4.0, help="pre-quench mass (≫ J: vacuum, ≪ −J: charges)")
     start.add_argument("--g2-0", type=float, default=None, help="pre-quench g² (default: --g2)")
@@ -69,14 +60,13 @@ def main(argv: list[str] | None = None) -> results.Result:
         args.layers, args.features, args.m0_steps = 1, 8, 20
     check_output(args.out, args.mode, "dynamics")
     quench = quench_of(args)
-    common = {"S": args.S, "J": args.J, "kappa": args.kappa, "matter": args.matter, "pbc": not args.obc}
-    system = quantum_link(args.N, m=args.m, g2=args.g2, eps_bg=args.eps_bg, **common)
+    system = build_system(args)
     g2_0 = args.g2 if args.g2_0 is None else args.g2_0
     eps_0 = args.eps_bg if args.eps_bg0 is None else args.eps_bg0
-    pre_quench = quantum_link(args.N, m=args.m0, g2=g2_0, eps_bg=eps_0, **common)
+    pre_quench = build_system(args, m=args.m0, g2=g2_0, eps_bg=eps_0)
     half_integer = round(2 * args.S) % 2 == 1
     k = args.manifold or (2 if half_integer and args.m0 > 0 and not args.obc else 1)
-    manifold = exact.lowest_states(quantum_link(args.N, m=args.m0, g2=g2_0, **common), k).vectors
+    manifold = exact.lowest_states(build_system(args, m=args.m0, g2=g2_0, eps_bg=0.0), k).vectors
 
     model = build_ansatz(quench.ansatz, system)
     initial = ground_state_variables(pre_quench, model, quench, steps=args.m0_steps)
