@@ -2,7 +2,7 @@
 
 NetKet exposes no public way to read the loss statistics of the step being logged under its own name, to set a
 restored driver's step counter, to evaluate a variational state's bare apply function, to read the mode-wise
-signal-to-noise ratios of `TDVPSchmitt`, or to reuse the force kernel of `FullSumState` over another basis. These
+signal-to-noise ratios of `TDVPSchmitt`, or to reuse the force kernel and the serialisation of `FullSumState`. These
 helpers do, for the NetKet releases named in `pyproject.toml`;
 `tests/test_netket_compat.py` checks each of them against the installed NetKet, so a release that renames one fails
 there, loudly, instead of somewhere inside a driver.
@@ -39,6 +39,14 @@ def full_sum_forces(vstate: Any, mutable: Any, o_psi: Any, psi: Any) -> tuple[An
 
     return _exp_forces(vstate._apply_fun, mutable, vstate.parameters, vstate.model_state, vstate._all_states, o_psi,
                        psi)
+
+
+def register_full_sum_serialization(cls: type) -> None:
+    """Serialise a `FullSumState` subclass (driver checkpoints) as NetKet serialises `FullSumState`: its variables."""
+    from flax import serialization
+    from netket.vqs.full_summ.state import deserialize_FullSumState, serialize_FullSumState
+
+    serialization.register_serialization_state(cls, serialize_FullSumState, deserialize_FullSumState)
 
 
 def tdvp_snr(driver: Any) -> Any:

@@ -92,6 +92,9 @@ class SectorFullSumState(nk.vqs.FullSumState):
                 f"n_parameters = {self.n_parameters})")
 
 
+netket_compat.register_full_sum_serialization(SectorFullSumState)
+
+
 @partial(jax.jit, static_argnums=0)
 def _log_values(apply_fun, variables, states):
     return apply_fun(variables, states)

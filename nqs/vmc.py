@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Unpack
 
+import jax.numpy as jnp
 import netket as nk
 import numpy as np
 import optax
@@ -259,18 +260,26 @@ def ground_state(
     return outcome
 
 
+def _batched_expectations(vstate: nk.vqs.MCState, operators: dict[str, Any], n_total: int) -> dict[str, Any]:
+    """Statistics of every operator from at least `n_total` fresh samples, drawn in batches of the training sample
+    count: the memory (and the compiled functions) of a training step, however many samples the estimate uses."""
+    local = {name: [] for name in operators}
+    for _ in range(max(1, math.ceil(n_total / vstate.n_samples))):
+        vstate.reset()
+        for name, op in operators.items():
+            local[name].append(np.asarray(jnp.asarray(vstate.local_estimators(op))))
+    return {name: nk.stats.statistics(np.concatenate(values, axis=-1)) for name, values in local.items()}
+
+
 def _final_evaluation(system, vstate, settings, exact_energy, steps, stop_reason) -> VMCOutcome:
-    sampled = isinstance(vstate, nk.vqs.MCState)
-    if sampled:
-        vstate.n_samples = max(settings.n_samples_final, vstate.sampler.n_chains)
-    energy = vstate.expect(system.hamiltonian)
+    operators = {"hamiltonian": system.hamiltonian, **system.observables}
+    if isinstance(vstate, nk.vqs.MCState):
+        stats = _batched_expectations(vstate, operators, settings.n_samples_final)
+    else:
+        stats = {name: vstate.expect(op) for name, op in operators.items()}
+    energy = stats.pop("hamiltonian")
     if not math.isfinite(float(np.real(energy.mean))):
         raise NonFiniteError(f"the final energy estimate is {energy.mean}")
-    observables = {}
-    for name, op in system.observables.items():
-        stats = vstate.expect(op)
-        observables[name] = (float(np.real(stats.mean)), float(stats.error_of_mean))
-    if sampled:
-        vstate.n_samples = settings.n_samples
+    observables = {name: (float(np.real(s.mean)), float(s.error_of_mean)) for name, s in stats.items()}
     rel = None if exact_energy is None else abs(float(np.real(energy.mean)) - exact_energy) / abs(exact_energy)
     return VMCOutcome(vstate, energy, observables, exact_energy, rel, steps, stop_reason, 0.0)

@@ -74,3 +74,14 @@ def test_tdvp_over_the_gauge_sector_of_a_space_too_large_to_index(tmp_path):
     exact_rate = -np.log(np.sum(np.abs(out.exact.states @ manifold.conj().T) ** 2, axis=1)) / 12
     np.testing.assert_allclose(results.load(tmp_path / "q.h5").exact["manifold_return_rate"], exact_rate, rtol=1e-10)
     np.testing.assert_allclose(out.series("manifold_return_rate"), exact_rate, atol=1e-3)
+
+
+def test_serialises_like_netkets_full_sum_state():
+    """Driver checkpoints serialise the state: its variables round-trip through flax's msgpack."""
+    import flax
+
+    _, sector, _ = _pair()
+    other = make_state(heisenberg(6), sector.model, n_samples=0, seed=9)
+    restored = flax.serialization.from_bytes(other, flax.serialization.to_bytes(sector))
+    assert isinstance(restored, SectorFullSumState)
+    np.testing.assert_allclose(np.asarray(restored.to_array()), np.asarray(sector.to_array()), atol=1e-14)
