@@ -8,6 +8,7 @@ import json
 
 import jax
 import jax.numpy as jnp
+import netket as nk
 import numpy as np
 import pytest
 
@@ -192,11 +193,11 @@ def test_uniform_conditionals_are_the_exact_toric_code_ground_state(L, kind):
     system = toric_code(L)
     model = _models(system)[kind]
     if L == 2:  # NetKet's full sum over the basis (2^8 states)
-        vs = make_state(system, model, n_samples=0, seed=0)
+        vs = nk.vqs.FullSumState(system.hilbert, model, seed=0)
         vs.parameters = jax.tree_util.tree_map(jnp.zeros_like, vs.parameters)
         assert np.sum(np.abs(vs.to_array(normalize=False)) ** 2) == pytest.approx(1.0, abs=1e-12)
         assert vs.expect(system.hamiltonian).mean.real == pytest.approx(-8.0, abs=1e-10)
-        random = make_state(system, model, n_samples=0, seed=5)  # and random parameters, far from uniform
+        random = nk.vqs.FullSumState(system.hilbert, model, seed=5)  # and random parameters, far from uniform
         random.parameters = jax.tree_util.tree_map(lambda p: 3.0 * p, random.parameters)
         prob = np.abs(random.to_array(normalize=False)) ** 2
         assert prob.sum() == pytest.approx(1.0, abs=1e-12) and prob.max() > 3 / 32
