@@ -5,8 +5,9 @@ process.
    over the Gauss-law sector (`nqs.sector_state.SectorFullSumState`) against NetKet's `FullSumState` over the whole
    space (N = 8: 47 of 65 536 states). The two forces are checked to agree before anything is timed.
 2. Solve: the smooth pseudo-inverse of the QGT from the Jacobian's SVD (`dynamics.linear_solvers.pinv_smooth`)
-   against NetKet's dense `pinv_smooth` (eigh of the P × P matrix), on the same QGT of the N = 12 sector (322
-   states, 644 real rows) for RNNs of growing P; the solutions are checked to agree.
+   against NetKet's dense `pinv_smooth` (eigh of the P × P matrix), on the same QGT of the N = 12 sector (S = ½:
+   322 states, 644 real rows, RNNs of growing P; S = 1: 1 186 states, 2 372 rows); the solutions are checked to
+   agree.
 
     python benchmarks/sector_tdvp.py                 # writes benchmarks/out/sector_tdvp.json
     python benchmarks/sector_tdvp.py --quick --out /tmp/s.json
@@ -53,8 +54,8 @@ def sums(N: int, hidden: int, repeats: int) -> dict:
             "ratio": times["netket"]["median"] / times["sector"]["median"], "times": times}
 
 
-def solve(N: int, hidden: int, repeats: int) -> dict:
-    system = quantum_link(N, m=0.0)
+def solve(N: int, hidden: int, repeats: int, S: float = 0.5) -> dict:
+    system = quantum_link(N, S=S, m=0.0, **({} if S == 0.5 else {"kappa": "normalised", "g2": 0.5}))
     model = ARRNN(system.hilbert, hidden=hidden, tokens=system.token_map, constraint=system.constraint)
     vs = make_state(system, model, n_samples=0, seed=0)
     qgt = vs.quantum_geometric_tensor(nk.optimizer.qgt.QGTJacobianDense(holomorphic=False))
@@ -69,7 +70,7 @@ def solve(N: int, hidden: int, repeats: int) -> dict:
     if not np.allclose(solutions["ours"], solutions["netket"], atol=1e-6 * scale):
         raise RuntimeError("the two pseudo-inverse solutions differ")
     rows = qgt.O.reshape(-1, qgt.O.shape[-1]).shape
-    return {"case": f"solve N={N} P={rows[1]}", "states": [len(vs.configurations), rows[0]],
+    return {"case": f"solve N={N} S={S:g} P={rows[1]}", "states": [len(vs.configurations), rows[0]],
             "ours_s": times["ours"]["median"], "netket_s": times["netket"]["median"],
             "ratio": times["netket"]["median"] / times["ours"]["median"], "times": times}
 
@@ -81,9 +82,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(REPO / "benchmarks/out/sector_tdvp.json"))
     args = parser.parse_args(argv)
     if args.quick:
-        rows = [sums(4, 4, 2), solve(6, 8, 2)]
+        rows = [sums(4, 4, 2), solve(6, 8, 2), solve(4, 4, 2, S=1.0)]
     else:
-        rows = [sums(8, 16, args.repeats)] + [solve(12, h, args.repeats) for h in (16, 32)]
+        rows = [sums(8, 16, args.repeats)] + [solve(12, h, args.repeats) for h in (16, 32)] + [
+            solve(12, 16, args.repeats, S=1.0)]
     text = table([[r["case"], f"{r['states'][0]} / {r['states'][1]}", r["ours_s"], r["netket_s"], r["ratio"]]
                   for r in rows], ["case", "sector / space (sums); states / rows (solve)", "ours (s)", "NetKet (s)",
                                    "NetKet / ours"])

@@ -19,7 +19,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _common import add_ansatz_options, ansatz_choice, check_output, config_of, experiment_parser
+from _common import (
+    add_ansatz_options,
+    add_init_options,
+    ansatz_choice,
+    check_output,
+    config_of,
+    experiment_parser,
+    initial_parameters,
+)
 from _quantum_link import add_model_options, build_system
 
 from ansatze.choice import build_ansatz
@@ -39,6 +47,7 @@ def _parser():
     method.add_argument("--lr", type=float, default=0.05)
     method.add_argument("--diag-shift", type=float, default=1e-3)
     add_ansatz_options(parser, layers=2, features=16)
+    add_init_options(parser)
     return parser
 
 
@@ -64,7 +73,8 @@ def _one_mass(args, m: float, out: Path) -> results.Result:
                            n_samples_final=8 * args.samples)
     with_exact = exact.sector_dimension(system) <= exact.MAX_ED_STATES
     outcome = ground_state(system, model, settings, seed=args.seed, out=str(out), mode=args.mode,
-                           config={**config_of(args), "m": m}, exact=with_exact, progress=not args.quiet)
+                           config={**config_of(args), "m": m}, exact=with_exact, progress=not args.quiet,
+                           initial_parameters=initial_parameters(args.init_from, args.init_mode))
     e, err = outcome.energy.mean.real, outcome.energy.error_of_mean
     print(f"\nQLM N={args.N} S={args.S} m={m:g} g2={args.g2} ({'OBC' if args.obc else 'PBC'}), sector "
           f"{exact.sector_dimension(system)} states, {outcome.steps} steps, {outcome.wall_time:.1f} s: "

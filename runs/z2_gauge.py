@@ -37,7 +37,15 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from _common import add_ansatz_options, ansatz_choice, check_output, config_of, experiment_parser
+from _common import (
+    add_ansatz_options,
+    add_init_options,
+    ansatz_choice,
+    check_output,
+    config_of,
+    experiment_parser,
+    initial_parameters,
+)
 
 from ansatze.choice import build_ansatz
 from hamiltonians import toric_code, z2_gauge
@@ -76,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="samples per forward-pass chunk (8×8: 64; unchunked, the final Wilson loops of 512 "
                         "samples take > 20 GB)")
     add_ansatz_options(parser, layers=2, features=16)
+    add_init_options(parser)
     parser.add_argument("--phase", action="store_true",
                         help="give the ansatz a phase head (by default none where H is stoquastic)")
     return parser
@@ -134,7 +143,8 @@ def _one_coupling(args: argparse.Namespace, coupling: float, out: Path) -> resul
     name = "g" if args.model == "z2" else "hx"
     outcome = ground_state(system, model, settings, seed=args.seed, out=str(out), mode=args.mode,
                            config={**config_of(args), name: coupling}, exact=dimension <= exact.MAX_ED_STATES,
-                           progress=not args.quiet)
+                           progress=not args.quiet,
+                           initial_parameters=initial_parameters(args.init_from, args.init_mode))
     n_p = args.L**2
     e, err = outcome.energy.mean.real, outcome.energy.error_of_mean
     print(f"\n{_model_line(args)} {name}={coupling:g}, sector {dimension} states, {outcome.steps} steps, "

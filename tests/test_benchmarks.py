@@ -68,5 +68,5 @@ def test_projected_fullsum_benchmark_agrees_with_netket(tmp_path):
 @pytest.mark.slow  # ~45 s; the sector sums and the low-rank solver have their own default tests
 def test_sector_tdvp_benchmark_checks_agreement_and_reports_ratios(tmp_path):
     stdout, data = _run(["benchmarks/sector_tdvp.py", "--quick"], tmp_path / "t.json")
-    assert len(data["results"]) == 2 and all(row["ratio"] > 0 for row in data["results"])
+    assert len(data["results"]) == 3 and all(row["ratio"] > 0 for row in data["results"])
     assert "NetKet / ours" in stdout

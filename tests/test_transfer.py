@@ -60,3 +60,25 @@ def test_different_architectures_are_refused():
     deep = ARTransformer(nk.hilbert.Spin(0.5, 4), layers=2, features=8, heads=2)
     with pytest.raises(ValueError, match="structure"):
         transfer_parameters(ps, deep.init(jax.random.PRNGKey(0), np.ones((1, 4)))["params"])
+
+
+def test_gauge_invariant_models_transfer_to_a_longer_ring():
+    """A gauge-invariant Transformer over quantum-link blocks moves from N = 4 to N = 8 (`--init-from` of
+    runs/qlm_ground_state.py): every weight is copied, the position table follows the blocks, and the large model
+    is normalised over its own Gauss-law sector with ψ = 0 off it."""
+    from hamiltonians import quantum_link
+
+    def model(system):
+        return ARTransformer(system.hilbert, layers=1, features=8, heads=2, tokens=system.token_map,
+                             constraint=system.constraint)
+
+    small, large = quantum_link(4, m=0.5), quantum_link(8, m=0.5)
+    ps = model(small).init(jax.random.PRNGKey(0), small.sector_states()[:1])["params"]
+    ps = jax.tree.map(lambda p: 3.0 * p, ps)  # far from the uniform start
+    pl = model(large).init(jax.random.PRNGKey(1), large.sector_states()[:1])["params"]
+    out = transfer_parameters(ps, pl)
+    np.testing.assert_array_equal(out["block_0"]["mlp_in"]["kernel"], ps["block_0"]["mlp_in"]["kernel"])
+    assert out["positions"].shape == pl["positions"].shape != ps["positions"].shape
+    prob = np.exp(2 * np.asarray(model(large).apply({"params": out}, large.sector_states())).real)
+    assert prob.sum() == pytest.approx(1.0, abs=1e-10)
+    assert prob.max() > 3 / len(prob)
