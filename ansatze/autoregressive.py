@@ -371,6 +371,12 @@ class AutoregressiveModel(nk.models.AbstractARNN):
     def _cached_log_q(self, read: Callable, k, batch: int) -> jax.Array:
         """log q_k(·) (B, V) from the network state and constraint carry in the linen collection "cache" (reset
         at k = 0, so a stale cache does not matter), both advanced by token k − 1 = read(k − 1)."""
+        h, mask = self._cached_step(read, k, batch)
+        return self._log_conditionals(h, mask, k)[0]
+
+    def _cached_step(self, read: Callable, k, batch: int) -> tuple[jax.Array, jax.Array | None]:
+        """(h_k (B, H), mask (B, V) or None) of position k, advancing the network state and the constraint carry in
+        the "cache" collection (`_cached_log_q`)."""
         init = self.init_state(batch)
         cached = {name: self.get_variable("cache", name, value) for name, value in init.items()}
         state = jax.lax.cond(k == 0, lambda: init, lambda: cached)
@@ -386,8 +392,7 @@ class AutoregressiveModel(nk.models.AbstractARNN):
             updated = masks.step(carry, read(previous), previous)
             carry = jax.tree_util.tree_map(lambda s, u: jnp.where(k == 0, s, u), start, updated)
             self.put_variable("cache", "constraint", carry)
-        mask = masks.mask(carry, k)
-        return self._log_conditionals(h, mask, k)[0]
+        return h, masks.mask(carry, k)
 
     def token_conditional(self, tokens: jax.Array, index) -> jax.Array:
         """q_k(· | v_<k) (B, V) of generation position k = `index`, given token values (B, T) whose positions < k
@@ -453,13 +458,18 @@ class AutoregressiveModel(nk.models.AbstractARNN):
             log_psi = log_psi + select(cache["log_psi"][:, start], tokens[:, start])
         first = start + 1
         if first < T:
-            h = self.suffix_hidden(self.state_after(cache["state"], start), tokens, first)
-            masks = self.token_masks()
-            carry = None
-            if masks.constraint is not None:
-                carry = jax.tree_util.tree_map(lambda a: a[:, start], cache["constraint"])
-                carry = masks.step(carry, tokens[:, start], start)
-            mask = masks.scan(tokens[:, first:], carry, first)[1]
-            table = self._log_psi_table(*self._log_conditionals(h, mask, first))
+            table = self._log_psi_table(*self._log_conditionals(*self._suffix_network(cache, tokens, start), first))
             log_psi = log_psi + select(table, tokens[:, first:]).sum(axis=-1)
         return self._sign(inputs, log_psi)
+
+    def _suffix_network(self, cache: dict, tokens: jax.Array, start: int) -> tuple[jax.Array, jax.Array | None]:
+        """(h (B, T − start − 1, H), masks or None) of the positions after `start` (static), from the network state
+        and the constraint carry of the prefix cache (`prefix_cache`) and the token values (B, T)."""
+        first = start + 1
+        h = self.suffix_hidden(self.state_after(cache["state"], start), tokens, first)
+        masks = self.token_masks()
+        carry = None
+        if masks.constraint is not None:
+            carry = jax.tree_util.tree_map(lambda a: a[:, start], cache["constraint"])
+            carry = masks.step(carry, tokens[:, start], start)
+        return h, masks.scan(tokens[:, first:], carry, first)[1]

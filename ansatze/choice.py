@@ -13,6 +13,9 @@ module from the system's Hilbert space, graph and constraint:
   initial distribution (a product start is prepared by a VMC fit). With ``spin_flip`` it has no biases, which
   makes it exactly even under σ → −σ; ``jastrow`` multiplies it by `ansatze.jastrow.WithJastrow` over the same
   group (J = 0 at the start).
+* ``antn``: `ansatze.antn.TransformerANTN` (``network="transformer"``) or `RNNANTN` (``"rnn"``, a GRU/LSTM
+  ``cell``), the ``variant`` "blockwise" or "elementwise", bond dimension ``bond_dim``; on a 2D lattice along the
+  snake path (the path of its MPS; ``order`` may choose raster). Start it from DMRG with `ansatze.dmrg`.
 * ``mps``: a periodic MPS of bond dimension ``bond_dim`` started exactly at ψ = 1 (`ansatze.mps.product_start_mps`):
   `BlockMPS` with one tensor per ``mps_cell`` sites under ``symmetry="translations"`` (rings only), else
   NetKet's `MPSPeriodic`; holomorphic, Metropolis-sampled, no constraints.
@@ -31,11 +34,13 @@ import numpy as np
 if TYPE_CHECKING:
     from nqs.system import System
 
-KINDS = ("transformer", "rnn", "rnn2d", "rbm", "mps")
+KINDS = ("transformer", "rnn", "rnn2d", "rbm", "mps", "antn")
 SYMMETRIES = ("none", "translations", "point", "space")
 CELLS = ("gru", "lstm")
 ORDERS = ("raster", "snake", "chain")
 DTYPES = ("float64", "float32")
+NETWORKS = ("transformer", "rnn")
+VARIANTS = ("blockwise", "elementwise")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +54,9 @@ class AnsatzChoice:
         heads: attention heads (transformer).
         cell: recurrent cell, "gru" or "lstm" (rnn).
         alpha: hidden units per site (rbm).
-        bond_dim: bond dimension χ (mps).
+        bond_dim: bond dimension χ (mps, antn).
+        network: the ANTN's autoregressive network, "transformer" or "rnn" (antn).
+        variant: the ANTN's modulation, "blockwise" or "elementwise" (antn).
         mps_cell: sites per MPS unit cell under translations (mps; 2 for a Néel-ordered start).
         mps_noise: standard deviation of the complex noise added to the MPS start (mps).
         order: Transformer path on a 2D lattice ("raster", "snake" or "chain"; None: raster on 2D, chain on 1D).
@@ -67,6 +74,8 @@ class AnsatzChoice:
     cell: str = "gru"
     alpha: int = 2
     bond_dim: int = 8
+    network: str = "transformer"
+    variant: str = "blockwise"
     mps_cell: int = 1
     mps_noise: float = 0.0
     order: str | None = None
@@ -78,7 +87,7 @@ class AnsatzChoice:
 
     def __post_init__(self) -> None:
         for name, allowed in (("kind", KINDS), ("cell", CELLS), ("symmetry", SYMMETRIES), ("dtype", DTYPES),
-                              ("order", ORDERS + (None,))):
+                              ("order", ORDERS + (None,)), ("network", NETWORKS), ("variant", VARIANTS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {allowed}")
         if self.patch is not None:
@@ -140,11 +149,19 @@ def _lattice_shape(system: System) -> tuple[int, int] | None:
 def _autoregressive(choice: AnsatzChoice, system: System, *, initial_distribution: Any, phase: bool,
                     sign_sites: Any) -> Any:
     from ansatze import AR2DRNN, ARRNN, ARTransformer
+    from ansatze.antn import RNNANTN, TransformerANTN
 
     common = {"constraint": system.constraint, "phase": phase, "initial_distribution": initial_distribution,
               "sign_sites": sign_sites, "param_dtype": param_dtype(choice.dtype),
               "tokens": None if system.token_map.is_identity else system.token_map}  # gauge blocks, orbitals
     shape = _lattice_shape(system)
+    if choice.kind == "antn":
+        path = {"order": choice.order or "snake", "shape": shape} if shape and choice.order != "chain" else {}
+        antn = {"bond_dim": choice.bond_dim, "variant": choice.variant, **path, **common}
+        if choice.network == "rnn":
+            return RNNANTN(system.hilbert, hidden=choice.features, cell=choice.cell, layers=choice.layers, **antn)
+        return TransformerANTN(system.hilbert, layers=choice.layers, features=choice.features, heads=choice.heads,
+                               **antn)
     if choice.kind == "transformer":
         lattice = {}
         if shape is not None and choice.order != "chain":

@@ -45,29 +45,32 @@ def _bonds(edges) -> tuple[tuple[int, int], ...]:
     return tuple(sorted({(min(i, j), max(i, j)) for i, j in edges}))
 
 
-def _graph(lattice: str, L: int, pbc: bool, order: int):
+def _graph(lattice: str, L: int | tuple[int, int], pbc: bool, order: int):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # length-2 PBC directions: NetKet falls back to OBC, documented above
         if lattice == "chain":
             graph = nk.graph.Chain(L, pbc=pbc, max_neighbor_order=order)
             return graph, np.arange(L)[:, None], "chain: site i at x = i"
-        graph = nk.graph.Square(L, pbc=pbc, max_neighbor_order=order)
+        extent = [L, L] if isinstance(L, int) else list(L)
+        graph = nk.graph.Grid(extent, pbc=pbc, max_neighbor_order=order)
         coords = np.asarray(graph.positions).round().astype(int)
-        return graph, coords, "square: site x*L + y at (x, y), raster order"
+        return graph, coords, f"square {extent[0]}x{extent[1]}: site x*Ly + y at (x, y), raster order"
 
 
-def make_lattice(lattice: str, L: int, *, pbc: bool, next_nearest: bool = False) -> Lattice:
-    """Build the chain (N = L) or the L×L square lattice, open or periodic.
+def make_lattice(lattice: str, L: int | tuple[int, int], *, pbc: bool, next_nearest: bool = False) -> Lattice:
+    """Build the chain (N = L) or the L×L square lattice (an Lx×Ly rectangle for L = (Lx, Ly)), open or periodic.
 
     Raises ValueError for an unknown lattice name, L ≤ 1, or next-nearest neighbours on a lattice
     too small to have them.
     """
     if lattice not in LATTICES:
         raise ValueError(f"unknown lattice {lattice!r}; choose one of {LATTICES}")
-    if not isinstance(L, (int, np.integer)) or L <= 1:
-        raise ValueError(f"lattice size L must be an integer > 1, got {L!r}")
+    sides = tuple(L) if isinstance(L, (tuple, list)) and lattice == "square" else (L,)
+    if len(sides) not in (1, 2) or not all(isinstance(v, (int, np.integer)) and v > 1 for v in sides):
+        raise ValueError(f"lattice size L must be an integer > 1 (or (Lx, Ly) for the square lattice), got {L!r}")
+    size = int(sides[0]) if len(sides) == 1 else tuple(int(v) for v in sides)
     try:
-        graph, coords, site_order = _graph(lattice, int(L), pbc, 2 if next_nearest else 1)
+        graph, coords, site_order = _graph(lattice, size, pbc, 2 if next_nearest else 1)
     except RuntimeError as err:  # NetKet refuses e.g. a 2-site ring with next-nearest neighbours
         raise ValueError(f"the {lattice} lattice with L={L} has no next-nearest-neighbour bonds ({err})") from err
     if next_nearest:

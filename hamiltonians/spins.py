@@ -91,7 +91,7 @@ def make_system(
 
 
 def heisenberg(
-    L: int,
+    L: int | tuple[int, int],
     *,
     lattice: str = "chain",
     J: float = 1.0,
@@ -102,7 +102,7 @@ def heisenberg(
     zero_magnetization: bool = True,
     h_staggered: float = 0.0,
 ) -> System:
-    """Heisenberg (J1-J2) model on the chain (N = L) or the L×L square lattice.
+    """Heisenberg (J1-J2) model on the chain (N = L) or the L×L square lattice (Lx×Ly for L = (Lx, Ly)).
 
         H = J Σ_<ij> (X_i X_j + Y_i Y_j + Z_i Z_j) + J2 Σ_<<ij>> (X_i X_j + Y_i Y_j + Z_i Z_j) − h_s Σ_i (−1)^i Z_i
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import nqs  # noqa: F401  (enables 64-bit floats: scripts import this module before the library)
-from ansatze.choice import CELLS, DTYPES, KINDS, ORDERS, SYMMETRIES, AnsatzChoice
+from ansatze.choice import CELLS, DTYPES, KINDS, NETWORKS, ORDERS, SYMMETRIES, VARIANTS, AnsatzChoice
 from nqs import results
 from nqs import run as run_layer
 from nqs.result_file import MODES, ResultFileError
@@ -82,9 +82,10 @@ def initial_parameters(init_from: Path | None, mode: str) -> Callable[[Any], Any
 def add_ansatz_options(
     parser: argparse.ArgumentParser, *, ansatz: str = "transformer", layers: int = 1, features: int = 16, heads: int = 2
 ) -> None:
-    """--ansatz transformer|rnn|rnn2d|rbm|mps and its size: --layers, --features (Transformer width, RNN hidden
+    """--ansatz transformer|rnn|rnn2d|rbm|mps|antn and its size: --layers, --features (Transformer width, RNN hidden
     units), --heads (Transformer), --cell gru|lstm (1D-path RNN), --order and --patch (Transformer on a lattice),
     --alpha (RBM hidden-unit density), --bond-dim/--mps-cell/--mps-noise (MPS), --symmetry/--spin-flip
+    --network/--variant (ANTN), --symmetry/--spin-flip
     (symmetrisation; for the RBM NetKet's `RBMSymm`), --jastrow (RBM times a pair Jastrow factor), --dtype.
     `ansatz_choice` turns them into an `AnsatzChoice` (see `ansatze.choice`)."""
     group = parser.add_argument_group("ansatz")
@@ -97,8 +98,11 @@ def add_ansatz_options(
     group.add_argument("--cell", choices=CELLS, default="gru", help="recurrent cell (--ansatz rnn)")
     group.add_argument("--alpha", type=int, default=2, help="hidden units per site (--ansatz rbm)")
     group.add_argument("--bond-dim", type=int, default=8,
-                       help="bond dimension χ (--ansatz mps; a power of 2 puts every bond state in the start's "
-                       "register, other values leave the rest to --mps-noise)")
+                       help="bond dimension χ (--ansatz mps or antn; for mps a power of 2 puts every bond state in "
+                       "the start's register, other values leave the rest to --mps-noise)")
+    group.add_argument("--network", choices=NETWORKS, default="transformer", help="the ANTN's network (--ansatz antn)")
+    group.add_argument("--variant", choices=VARIANTS, default="blockwise",
+                       help="the ANTN's modulation of the MPS tensors (--ansatz antn)")
     group.add_argument("--mps-cell", type=int, default=1,
                        help="sites per MPS unit cell with --symmetry translations (2: a Néel-ordered start)")
     group.add_argument("--mps-noise", type=float, default=0.0,
@@ -120,7 +124,8 @@ def ansatz_choice(args: argparse.Namespace) -> AnsatzChoice:
     """The `AnsatzChoice` of the options added by `add_ansatz_options`."""
     return AnsatzChoice(
         kind=args.ansatz, layers=args.layers, features=args.features, heads=args.heads, cell=args.cell,
-        alpha=args.alpha, bond_dim=args.bond_dim, mps_cell=args.mps_cell, mps_noise=args.mps_noise, order=args.order,
+        alpha=args.alpha, bond_dim=args.bond_dim, network=args.network, variant=args.variant,
+        mps_cell=args.mps_cell, mps_noise=args.mps_noise, order=args.order,
         patch=tuple(args.patch) if args.patch else None, symmetry=args.symmetry, spin_flip=args.spin_flip,
         jastrow=args.jastrow, dtype=args.dtype,
     )

@@ -137,3 +137,20 @@ def test_observables_are_stated_and_consistent():
 def test_bad_input_is_refused(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_rectangular_square_lattice_bonds():
+    """L = (4, 2): site (x, y) = 2x + y; 8 bonds along x (periodic), 4 along y (length 2: one bond, no double),
+    8 diagonal next-nearest bonds; the J1-J2 builder records the rectangle."""
+    from hamiltonians.lattices import make_lattice
+
+    lat = make_lattice("square", (4, 2), pbc=True, next_nearest=True)
+    assert lat.n_sites == 8 and lat.bipartite
+    along_y = {(2 * x, 2 * x + 1) for x in range(4)}
+    along_x = {tuple(sorted((2 * x + y, 2 * ((x + 1) % 4) + y))) for x in range(4) for y in range(2)}
+    assert set(lat.nn) == along_y | along_x
+    assert len(lat.nnn) == 8 and (0, 3) in lat.nnn
+    system = heisenberg((4, 2), lattice="square", J2=0.5)
+    assert system.params["L"] == (4, 2) and tuple(system.graph.extent) == (4, 2)
+    with pytest.raises(ValueError, match="integer > 1"):
+        make_lattice("chain", (4, 2), pbc=True)
