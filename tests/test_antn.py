@@ -132,6 +132,7 @@ def test_bad_fields_are_refused(states):
         TransformerANTN(hi, initial_distribution=(0.5, 0.5), **NET)
 
 
+@pytest.mark.slow  # ~55 s, mostly compiling the ANTN's SR step; the run layer's resume is in tests/test_vmc.py
 def test_vmc_resume_continues_the_same_run(tmp_path):
     """An ANTN VMC run interrupted after step 3 and resumed equals the uninterrupted run (sampled, SR)."""
     system = heisenberg(4, marshall=True)
