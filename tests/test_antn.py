@@ -104,6 +104,7 @@ def test_bond_dimension_one_is_the_network(states, network):
                                np.exp(np.asarray(plain.apply(params, x))), rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow  # three compilations of the suffix pass; no method uses the hook yet (issue 31 will)
 def test_suffix_evaluation_from_the_prefix_cache(states):
     """x′ equal to x before generation position `start`: suffix_log_psi(x′) = log ψ(x′) (1e-12)."""
     hi, x = states
