@@ -40,6 +40,7 @@ def test_normalised_by_enumeration(states, variant, constrained):
     assert_normalised(x, model.apply(_init(model, x), x), constrained)
 
 
+@pytest.mark.slow  # suite time: the RNN network's χ = 1 limit stays in the default suite
 def test_rnn_antn_normalised(states):
     hi, x = states
     model = RNNANTN(hi, hidden=6, bond_dim=2, variant="elementwise", constraint=zero_magnetization(N), mps_noise=0.3)

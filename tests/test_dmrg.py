@@ -40,6 +40,7 @@ def test_dmrg_at_full_bond_dimension_is_exact(j1j2_4x2):
     assert np.abs(v[states.sum(axis=1) != 0]).max() < 1e-12  # in the sector
 
 
+@pytest.mark.slow  # suite time: the charge-free path (the 4×2 tests use charges)
 def test_dmrg_without_charges_on_the_tfim_chain():
     """The transverse-field Ising chain conserves no charge (conserve is ignored without a U1 constraint)."""
     system = tfim(6, h=1.0, pbc=False)
