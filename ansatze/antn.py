@@ -234,7 +234,12 @@ class ANTN(AutoregressiveModel):
         tensors = self.base_tensors()
         u = self._candidates(h, tensors[k], self._modulations(self.output_features(h_net)))
         self.put_variable("cache", "mps_candidates", u)
-        return self._log_q(u, self.environments(tensors)[k], mask)
+        # the environments depend on the parameters only: computed once per sample sweep (at k = 0), then cached
+        cached = self.get_variable("cache", "mps_environments", jnp.zeros(tensors.shape[:1] + tensors.shape[2:],
+                                                                            tensors.dtype))
+        envs = jax.lax.cond(k == 0, lambda: self.environments(tensors), lambda: cached)
+        self.put_variable("cache", "mps_environments", envs)
+        return self._log_q(u, envs[k], mask)
 
     # -- prefix cache and suffix evaluation -----------------------------------------------------------------------
     def prefix_cache(self, inputs: jax.Array) -> dict:
