@@ -19,6 +19,11 @@ module from the system's Hilbert space, graph and constraint:
 * ``mps``: a periodic MPS of bond dimension ``bond_dim`` started exactly at ψ = 1 (`ansatze.mps.product_start_mps`):
   `BlockMPS` with one tensor per ``mps_cell`` sites under ``symmetry="translations"`` (rings only), else
   NetKet's `MPSPeriodic`; holomorphic, Metropolis-sampled, no constraints.
+* ``slater``: NetKet's spin-conserving unrestricted `Slater2nd` (``determinants`` > 1: `MultiSlater2nd`) on the
+  sector's space of a spinful-fermion system with fixed N↑, N↓ (`System.sector_hilbert()`); Metropolis with
+  same-spin hops (`nqs.states.sector_rule`).
+* ``backflow``: `ansatze.backflow.NeuralBackflow` (configuration-dependent orbitals, ``layers`` hidden layers of
+  ``features`` units), on the same space and sampler as ``slater``.
 
 For the autoregressive kinds, ``symmetry`` or ``spin_flip`` wraps the model in `ansatze.symmetrized.Symmetrized`
 over the group of ``system.graph`` (|ψ|² symmetrised at evaluation time, exact sampling kept).
@@ -34,7 +39,7 @@ import numpy as np
 if TYPE_CHECKING:
     from nqs.system import System
 
-KINDS = ("transformer", "rnn", "rnn2d", "rbm", "mps", "antn")
+KINDS = ("transformer", "rnn", "rnn2d", "rbm", "mps", "antn", "slater", "backflow")
 SYMMETRIES = ("none", "translations", "point", "space")
 CELLS = ("gru", "lstm")
 ORDERS = ("raster", "snake", "chain")
@@ -59,6 +64,7 @@ class AnsatzChoice:
         variant: the ANTN's modulation, "blockwise" or "elementwise" (antn).
         mps_cell: sites per MPS unit cell under translations (mps; 2 for a Néel-ordered start).
         mps_noise: standard deviation of the complex noise added to the MPS start (mps).
+        determinants: the number of Slater determinants (slater).
         order: Transformer path on a 2D lattice ("raster", "snake" or "chain"; None: raster on 2D, chain on 1D).
         patch: Transformer tokens of (PX, PY) sites (2D lattices).
         symmetry: lattice group of the symmetrisation, one of `SYMMETRIES`.
@@ -78,6 +84,7 @@ class AnsatzChoice:
     variant: str = "blockwise"
     mps_cell: int = 1
     mps_noise: float = 0.0
+    determinants: int = 1
     order: str | None = None
     patch: tuple[int, int] | None = None
     symmetry: str = "none"
@@ -128,6 +135,10 @@ def build_ansatz(choice: AnsatzChoice, system: System, *, initial_distribution: 
             raise ValueError(f"the {choice.kind} ansatz cannot keep the constraint {system.constraint.describe()} "
                              "(its Metropolis sampler leaves the sector); use an autoregressive ansatz")
         return _rbm(choice, system) if choice.kind == "rbm" else _mps(choice, system)
+    if choice.kind in ("slater", "backflow"):
+        if sign_sites is not None or choice.symmetry != "none" or choice.spin_flip:
+            raise ValueError(f"the {choice.kind} ansatz takes no sign rule or symmetrisation")
+        return _determinant(choice, system)
     model = _autoregressive(choice, system, initial_distribution=initial_distribution, phase=phase,
                             sign_sites=sign_sites)
     if choice.symmetry == "none" and not choice.spin_flip:
@@ -176,6 +187,27 @@ def _autoregressive(choice: AnsatzChoice, system: System, *, initial_distributio
     if shape is None:
         raise ValueError(f"the rnn2d ansatz needs a 2D lattice; the system's graph is {system.graph}")
     return AR2DRNN(system.hilbert, hidden=choice.features, shape=shape, **common)
+
+
+def _determinant(choice: AnsatzChoice, system: System) -> Any:
+    import netket as nk
+
+    from ansatze.backflow import NeuralBackflow
+    from nqs.fermion_sectors import spin_sector_numbers
+
+    if spin_sector_numbers(system.token_map, system.constraint) is None:
+        raise ValueError(f"the {choice.kind} ansatz needs a spinful-fermion system with fixed N_up, N_down "
+                         f"(nqs.fermion_sectors.spin_sector); got constraint "
+                         f"{None if system.constraint is None else system.constraint.describe()}")
+    if choice.determinants < 1:
+        raise ValueError(f"determinants must be >= 1, got {choice.determinants}")
+    hilbert, dtype = system.sector_hilbert(), param_dtype(choice.dtype)
+    if choice.kind == "backflow":
+        return NeuralBackflow(hilbert, hidden=choice.features, layers=choice.layers, param_dtype=dtype)
+    if choice.determinants > 1:
+        return nk.models.MultiSlater2nd(hilbert, n_determinants=choice.determinants, restricted=False,
+                                        param_dtype=dtype)
+    return nk.models.Slater2nd(hilbert, restricted=False, param_dtype=dtype)
 
 
 def _rbm(choice: AnsatzChoice, system: System) -> Any:

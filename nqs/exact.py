@@ -41,6 +41,8 @@ from nqs.exact_open import (  # noqa: F401  (re-exported: callers import them fr
 )
 from nqs.reference_energies import (  # noqa: F401
     bethe_ground_state_energy,
+    hubbard_reference_energy,
+    lieb_wu_energy,
     reference_ground_state_energy,
 )
 from nqs.system import System

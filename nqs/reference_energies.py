@@ -1,9 +1,11 @@
-"""Ground-state energies without diagonalisation: the Bethe ansatz for the Heisenberg chain (any even length) and
-published exact energies of square lattices beyond exact diagonalisation here."""
+"""Ground-state energies without diagonalisation: the Bethe ansatz for the Heisenberg chain (any even length), the
+Lieb–Wu energy of the half-filled Hubbard chain, and published exact energies of clusters beyond exact
+diagonalisation here."""
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import integrate, special
 
 
 def _bethe_residual_jacobian(lam: np.ndarray, I: np.ndarray, L: int, pbc: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -132,3 +134,49 @@ def reference_ground_state_energy(
             per_site, source = entry
             return scale * J * per_site * L * L, source
     return None
+
+
+def lieb_wu_energy(U: float, t: float = 1.0) -> float:
+    """Ground-state energy per site of the half-filled 1D Hubbard model in the thermodynamic limit (Lieb & Wu,
+    PRL 20, 1445 (1968)),
+
+        E/L = −4t ∫_0^∞ dω J_0(ω) J_1(ω) / {ω [1 + exp(ωU/(2t))]},
+
+    by quadrature over periods of π (the integrand decays like e^{−ωU/2t}); U = 0 is the closed form −4t/π.
+    Large U approaches the Heisenberg limit −4 ln2 · t²/U."""
+    if not (np.isfinite(U) and np.isfinite(t)) or U < 0 or t <= 0:
+        raise ValueError(f"Lieb-Wu needs finite U >= 0 and t > 0, got U={U}, t={t}")
+    if U == 0:
+        return -4.0 * t / np.pi
+
+    def integrand(w):
+        return special.j0(w) * special.j1(w) / (w * (1.0 + np.exp(min(w * U / (2.0 * t), 700.0))))
+
+    total, a = 0.0, 0.0
+    while a * U / (2.0 * t) < 80.0:  # the remaining tail is below e^{-80}
+        total += integrate.quad(integrand, a, a + np.pi, limit=200)[0]
+        a += np.pi
+    return float(-4.0 * t * total)
+
+
+# Published ground-state energies of the half-filled Hubbard model beyond ED here; key (shape, boundary, U/t),
+# value E/site in units of t. Source: notes `models.md` B.2 (4×4 PBC, U = 4t: E0 ≈ −13.622 t, exact diagonalisation
+# in the literature).
+_PUBLISHED_HUBBARD = {
+    ((4, 4), "pbc", 4.0): (-13.622 / 16, "exact diagonalisation, literature (notes models.md B.2: E0 = -13.622 t)"),
+}
+
+
+def hubbard_reference_energy(shape: int | tuple[int, int], U: float, *, t: float = 1.0,
+                             boundary: str = "pbc") -> tuple[float, str] | None:
+    """A reference ground-state energy (total, units of t) of `hamiltonians.hubbard(shape, t=t, U=U, boundary=...)`
+    at half filling that needs no diagonalisation here, with its source: the Lieb–Wu thermodynamic limit × L for
+    chains (not the finite-L energy: the difference is the finite-size correction a run reports), published values
+    for a few clusters. None when neither applies."""
+    if isinstance(shape, (int, np.integer)):
+        return lieb_wu_energy(U, t) * int(shape), "Lieb-Wu thermodynamic limit x L (nqs.exact.lieb_wu_energy)"
+    entry = _PUBLISHED_HUBBARD.get((tuple(int(s) for s in shape), boundary, float(U) / t))
+    if entry is None:
+        return None
+    per_site, source = entry
+    return t * per_site * int(np.prod(shape)), source

@@ -22,6 +22,7 @@ import numpy as np
 from netket.utils import struct
 
 from nqs.constraint import Constraint, U1Constraint, carry_typed_as_body
+from nqs.fermion_sectors import spin_sector_numbers
 from nqs.tokens import TokenMap
 
 CHUNK = 2**16  # configurations decoded per batch
@@ -97,7 +98,9 @@ def constrained_hilbert(hilbert: nk.hilbert.DiscreteHilbert, tokens: TokenMap,
     """NetKet's constrained space of `constraint` on the unconstrained homogeneous space `hilbert`.
 
     U(1) on one token per mode with charges equal to the local state values (spin-S: q = 2m, NetKet's values; Fock:
-    q = n) is NetKet's own space, `Spin(S, N, total_sz=total/2)` or `Fock(n_max, N, n_particles=total)`; any other
+    q = n) is NetKet's own space, `Spin(S, N, total_sz=total/2)` or `Fock(n_max, N, n_particles=total)`, and fixed
+    (N↑, N↓) on spinful orbital tokens (`nqs.fermion_sectors.spin_sector`) is NetKet's
+    `SpinOrbitalFermions(L, 1/2, n_fermions_per_spin=(N↓, N↑))` (the space NetKet's `Slater2nd` needs); any other
     constraint is a `SectorConstraint` on the same kind of space (`Spin`, `Fock`, `SpinOrbitalFermions`). TypeError
     for spaces NetKet cannot constrain (tensor products of different local spaces, e.g. gauge blocks)."""
     if not isinstance(hilbert, nk.hilbert.HomogeneousHilbert):
@@ -121,6 +124,9 @@ def constrained_hilbert(hilbert: nk.hilbert.DiscreteHilbert, tokens: TokenMap,
         return nk.hilbert.Fock(hilbert.n_max, hilbert.size, constraint=SectorConstraint(constraint, tokens,
                                                                                         local_states))
     if isinstance(hilbert, nk.hilbert.SpinOrbitalFermions):
+        numbers = spin_sector_numbers(tokens, constraint)
+        if numbers is not None and hilbert.spin == 0.5:
+            return nk.hilbert.SpinOrbitalFermions(hilbert.n_orbitals, hilbert.spin, n_fermions_per_spin=numbers)
         wrapped = SectorConstraint(constraint, tokens, local_states)
         return nk.hilbert.SpinOrbitalFermions(hilbert.n_orbitals, hilbert.spin, constraint=wrapped)
     raise TypeError(f"no constrained form of {type(hilbert).__name__} is known here; use Spin, Fock or "

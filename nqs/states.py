@@ -24,9 +24,11 @@ from typing import Any
 
 import jax
 import netket as nk
+import numpy as np
 from netket.utils import struct
 
 from nqs.constraint import Constraint, U1Constraint
+from nqs.multi_u1 import MultiU1Constraint
 from nqs.sector_state import SectorFullSumState
 from nqs.sectors import random_configurations
 from nqs.system import System
@@ -36,10 +38,14 @@ MAX_ENUMERATED_STATES = 2**22
 
 
 def check_model_matches(system: System, model: Any) -> None:
-    """Raise ValueError when an ansatz was built for another Hilbert space or constraint than `system`."""
+    """Raise ValueError when an ansatz was built for another Hilbert space or constraint than `system`. A model built
+    on the sector's space (`system.sector_hilbert()`, e.g. NetKet's `Slater2nd`, which needs fixed particle numbers)
+    matches: it is sampled by a rule that keeps the sector."""
     hilbert = getattr(model, "hilbert", None)
-    if hilbert is not None and hilbert != system.hilbert:
-        raise ValueError(f"the ansatz was built for {hilbert}, but the system's Hilbert space is {system.hilbert}")
+    if hilbert is not None and hilbert != system.hilbert and (system.constraint is None
+                                                              or hilbert != system.sector_hilbert()):
+        raise ValueError(f"the ansatz was built for {hilbert}, but the system's Hilbert space is {system.hilbert}"
+                         + ("" if system.constraint is None else f" (sector: {system.sector_hilbert()})"))
     constraint = getattr(model, "constraint", None)
     if constraint is not None and system.constraint is not None and constraint != system.constraint:
         raise ValueError(
@@ -58,22 +64,76 @@ def check_model_matches(system: System, model: Any) -> None:
 class SectorExchangeRule(nk.sampler.rules.ExchangeRule):
     """NetKet's exchange rule (swap the values of the two modes of a random cluster, `clusters`) with chains started
     inside the sector: `random_state` draws token values from the constraint's masks (`nqs.sectors.
-    random_configurations`). Swaps conserve a U(1) charge that assigns one charge table to every mode, so the chains
-    never leave its sector; one token per mode on a homogeneous space."""
+    random_configurations`) and decodes them into modes with the token map. `sector_rule` pairs only modes whose
+    charges are equal, so the chains never leave the sector. On spinful fermions the clusters are the same-spin
+    modes of neighbouring orbitals: NetKet's `MetropolisFermionHop` (an exchange rule on that mode graph), with
+    chains that start in the sector instead of anywhere in Fock space."""
 
     constraint: Constraint = struct.field(pytree_node=False)
+    tokens: TokenMap = struct.field(pytree_node=False)
 
-    def __init__(self, constraint: Constraint, *, clusters):
+    def __init__(self, constraint: Constraint, tokens: TokenMap, *, clusters):
         super().__init__(clusters=clusters)
         self.constraint = constraint
+        self.tokens = tokens
 
     def random_state(self, sampler, machine, params, sampler_state, key):
-        values = random_configurations(self.constraint, (self.constraint.local_size,) * self.constraint.n_sites, key,
-                                       sampler.n_batches)
-        return sampler.hilbert.local_indices_to_states(values).astype(sampler.dtype)
+        values = random_configurations(self.constraint, self.tokens.token_sizes, key, sampler.n_batches)
+        return sampler.hilbert.local_indices_to_states(self.tokens.decode(values)).astype(sampler.dtype)
 
     def __repr__(self):
         return f"SectorExchangeRule({self.constraint.describe()}, # of clusters: {len(self.clusters)})"
+
+
+def _charge_table(constraint: Constraint) -> np.ndarray | None:
+    """The charge vector of every token value, (local_size, n_charges), of a U(1)-type constraint, else None."""
+    if isinstance(constraint, U1Constraint):
+        return np.asarray(constraint.charges)[:, None]
+    if isinstance(constraint, MultiU1Constraint):
+        return np.asarray(constraint.charges).T
+    return None
+
+
+def _mode_charges(constraint: Constraint, tokens: TokenMap) -> dict[int, tuple] | None:
+    """Per-mode charge contributions c_m(digit) when the token charges are additive over their modes,
+    q(v_t) = q(0) + Σ_j c_{m_j}(s_j); None otherwise (then no exchange of two modes is known to keep the sector)."""
+    table = _charge_table(constraint)
+    if table is None:
+        return None
+    out = {}
+    for modes in tokens.modes:
+        sizes = [tokens.mode_sizes[m] for m in modes]
+        places = [int(np.prod(sizes[j + 1:])) for j in range(len(modes))]
+        for j, m in enumerate(modes):
+            out[m] = tuple(tuple(table[d * places[j]] - table[0]) for d in range(sizes[j]))
+        for value in range(int(np.prod(sizes))):
+            digits = [(value // places[j]) % sizes[j] for j in range(len(modes))]
+            if not np.array_equal(table[value] - table[0], np.sum([out[m][d] for m, d in zip(modes, digits)], axis=0)):
+                return None
+    return out
+
+
+def sector_rule(system: System) -> nk.sampler.rules.MetropolisRule:
+    """A Metropolis rule whose chains stay in the system's sector: exchanges of two modes with equal charges in
+    tokens joined by a graph edge (all pairs of tokens when there is no connected graph), for U(1) charges (one or
+    several, `U1Constraint`/`MultiU1Constraint`) that add up over the modes of a token, on a homogeneous space —
+    spin flips that keep S^z, same-spin fermion hops that keep N↑ and N↓. ValueError, naming the alternatives, for
+    constraints no such rule is known for."""
+    constraint, tokens, n = system.constraint, system.token_map, system.n_tokens
+    charges = _mode_charges(constraint, tokens) if isinstance(system.hilbert, nk.hilbert.HomogeneousHilbert) else None
+    if charges is None or n < 2:
+        raise ValueError(
+            f"no Metropolis rule that keeps the sector of {constraint.describe()} is known here: use a model that "
+            "samples it exactly (an autoregressive ansatz built with constraint=system.constraint, or a model with an "
+            "exact_sampler())"
+        )
+    graph = system.graph
+    if graph is not None and graph.is_connected():
+        pairs = [tuple(edge) for edge in graph.edges()]
+    else:
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    clusters = [(a, b) for i, j in pairs for a in tokens.modes[i] for b in tokens.modes[j] if charges[a] == charges[b]]
+    return SectorExchangeRule(constraint, tokens, clusters=sorted(set(clusters)))
 
 
 def _leaves_sector(system: System, what: str, metropolis: bool = True) -> ValueError:
@@ -83,26 +143,6 @@ def _leaves_sector(system: System, what: str, metropolis: bool = True) -> ValueE
         "system.hilbert would leave the sector: build it with constraint=system.constraint (autoregressive ansätze "
         f"mask the sector exactly), {alternatives}or build the system without the constraint"
     )
-
-
-def sector_rule(system: System) -> nk.sampler.rules.MetropolisRule:
-    """A Metropolis rule whose chains stay in the system's sector: exchanges along the graph's edges (all pairs of
-    sites when there is no connected graph) for a U(1) constraint with one token per mode on a homogeneous space.
-    ValueError, naming the alternatives, for constraints no such rule is known for."""
-    constraint, n = system.constraint, system.n_tokens
-    if not (isinstance(constraint, U1Constraint) and system.token_map.is_identity
-            and isinstance(system.hilbert, nk.hilbert.HomogeneousHilbert) and n > 1):
-        raise ValueError(
-            f"no Metropolis rule that keeps the sector of {constraint.describe()} is known here: use a model that "
-            "samples it exactly (an autoregressive ansatz built with constraint=system.constraint, or a model with an "
-            "exact_sampler())"
-        )
-    graph = system.graph
-    if graph is not None and graph.is_connected():
-        clusters = [tuple(edge) for edge in graph.edges()]
-    else:
-        clusters = [(i, j) for i in range(n) for j in range(i + 1, n)]
-    return SectorExchangeRule(constraint, clusters=clusters)
 
 
 def _sampler(system: System, model: Any, n_chains: int, enumerate_samples: bool) -> tuple[Any, int | None]:
@@ -131,7 +171,7 @@ def make_state(system: System, model: Any, *, n_samples: int, seed: int, chunk_s
     """A NetKet variational state of `model` on `system.hilbert` (module docstring for constrained systems).
 
     n_samples = 0: a `FullSumState`, for a constrained system a `SectorFullSumState` that sums over the sector's
-    configurations only (the model must carry the constraint). Otherwise an
+    configurations only (the model must carry the constraint or be built on `system.sector_hilbert()`). Otherwise an
     `MCState` sampled by the model's own exact sampler when it offers one (`model.exact_sampler()`, e.g. String
     States and symmetrised models), exact `ARDirectSampler` for autoregressive models, else Metropolis with `n_chains`
     chains (at least one per device): single-site flips (`MetropolisLocal`) when unconstrained, `sector_rule` when
@@ -143,7 +183,7 @@ def make_state(system: System, model: Any, *, n_samples: int, seed: int, chunk_s
     if n_samples == 0:
         if system.constraint is None:
             return nk.vqs.FullSumState(system.hilbert, model, seed=seed, chunk_size=chunk_size)
-        if getattr(model, "constraint", None) is None:
+        if getattr(model, "constraint", None) is None and getattr(model, "hilbert", None) != system.sector_hilbert():
             raise _leaves_sector(system, "a full sum")
         return SectorFullSumState(system.hilbert, model, configurations=system.sector_states(), seed=seed,
                                   chunk_size=chunk_size)

@@ -82,11 +82,11 @@ def initial_parameters(init_from: Path | None, mode: str) -> Callable[[Any], Any
 def add_ansatz_options(
     parser: argparse.ArgumentParser, *, ansatz: str = "transformer", layers: int = 1, features: int = 16, heads: int = 2
 ) -> None:
-    """--ansatz transformer|rnn|rnn2d|rbm|mps|antn and its size: --layers, --features (Transformer width, RNN hidden
-    units), --heads (Transformer), --cell gru|lstm (1D-path RNN), --order and --patch (Transformer on a lattice),
-    --alpha (RBM hidden-unit density), --bond-dim/--mps-cell/--mps-noise (MPS), --symmetry/--spin-flip
-    --network/--variant (ANTN), --symmetry/--spin-flip
-    (symmetrisation; for the RBM NetKet's `RBMSymm`), --jastrow (RBM times a pair Jastrow factor), --dtype.
+    """--ansatz transformer|rnn|rnn2d|rbm|mps|antn|slater|backflow and its size: --layers, --features (Transformer
+    width, RNN hidden units, backflow hidden units), --heads (Transformer), --cell gru|lstm (1D-path RNN), --order and
+    --patch (Transformer on a lattice), --alpha (RBM hidden-unit density), --bond-dim/--mps-cell/--mps-noise (MPS),
+    --network/--variant (ANTN), --determinants (Slater), --symmetry/--spin-flip (symmetrisation; for the RBM
+    NetKet's `RBMSymm`), --jastrow (RBM times a pair Jastrow factor), --dtype.
     `ansatz_choice` turns them into an `AnsatzChoice` (see `ansatze.choice`)."""
     group = parser.add_argument_group("ansatz")
     group.add_argument("--ansatz", choices=KINDS, default=ansatz,
@@ -103,6 +103,8 @@ def add_ansatz_options(
     group.add_argument("--network", choices=NETWORKS, default="transformer", help="the ANTN's network (--ansatz antn)")
     group.add_argument("--variant", choices=VARIANTS, default="blockwise",
                        help="the ANTN's modulation of the MPS tensors (--ansatz antn)")
+    group.add_argument("--determinants", type=int, default=1,
+                       help="Slater determinants (--ansatz slater; > 1: NetKet's MultiSlater2nd)")
     group.add_argument("--mps-cell", type=int, default=1,
                        help="sites per MPS unit cell with --symmetry translations (2: a Néel-ordered start)")
     group.add_argument("--mps-noise", type=float, default=0.0,
@@ -125,7 +127,7 @@ def ansatz_choice(args: argparse.Namespace) -> AnsatzChoice:
     return AnsatzChoice(
         kind=args.ansatz, layers=args.layers, features=args.features, heads=args.heads, cell=args.cell,
         alpha=args.alpha, bond_dim=args.bond_dim, network=args.network, variant=args.variant,
-        mps_cell=args.mps_cell, mps_noise=args.mps_noise, order=args.order,
+        mps_cell=args.mps_cell, mps_noise=args.mps_noise, determinants=args.determinants, order=args.order,
         patch=tuple(args.patch) if args.patch else None, symmetry=args.symmetry, spin_flip=args.spin_flip,
         jastrow=args.jastrow, dtype=args.dtype,
     )

@@ -31,8 +31,9 @@ def _init(model, x, seed=0):
     return model.init(jax.random.PRNGKey(seed), x[:2])
 
 
-@pytest.mark.parametrize("variant", ["elementwise", "blockwise"])
-@pytest.mark.parametrize("constrained", [False, True])
+@pytest.mark.parametrize(("variant", "constrained"), [
+    ("elementwise", True), ("blockwise", True), ("blockwise", False),
+    pytest.param("elementwise", False, marks=pytest.mark.slow)])  # slow: suite time
 def test_normalised_by_enumeration(states, variant, constrained):
     hi, x = states
     model = TransformerANTN(hi, bond_dim=3, variant=variant, constraint=zero_magnetization(N) if constrained else None,
@@ -83,7 +84,7 @@ def test_mps_limit_is_the_normalised_mps(states):
     np.testing.assert_allclose(np.exp(np.asarray(model.apply(params, x))), amplitude, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("network", ["transformer", "rnn"])
+@pytest.mark.parametrize("network", ["transformer", pytest.param("rnn", marks=pytest.mark.slow)])  # suite time
 def test_bond_dimension_one_is_the_network(states, network):
     """χ = 1, M = 1/√2 (the start without noise; a constant M cancels in the normalised conditionals): the ANTN is
     the underlying network with the same network and head parameters (the ANTN's

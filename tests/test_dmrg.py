@@ -64,6 +64,7 @@ def test_antn_starts_at_the_dmrg_energy(j1j2_4x2, variant, environment):
     assert np.vdot(psi, system.hamiltonian.to_sparse() @ psi).real == pytest.approx(result.energy, abs=1e-8)
 
 
+@pytest.mark.slow  # suite time (the default set must stay under 15 min on 2 cores)
 def test_mismatched_path_or_bond_dimension_is_refused(j1j2_4x2):
     system, _ = j1j2_4x2
     model = TransformerANTN(system.hilbert, bond_dim=2, constraint=system.constraint, **NET)

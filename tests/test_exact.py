@@ -35,6 +35,7 @@ def test_tfim_free_fermion_energy(h):
     assert exact.ground_state(tfim(L, h=h)).energy == pytest.approx(e0, abs=1e-10)
 
 
+@pytest.mark.slow  # suite time (the default set must stay under 15 min on 2 cores)
 def test_cache_returns_same_object_and_observables_match_dense():
     s = tfim(6, h=0.7)
     g = exact.ground_state(s)

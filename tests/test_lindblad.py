@@ -20,7 +20,7 @@ def assert_same_lindbladian(system, H, c_ops):
     assert exact.check_operators(system) < 1e-12  # NetKet H, observables and jump operators agree too
 
 
-@pytest.mark.parametrize("pbc", [True, False])
+@pytest.mark.parametrize("pbc", [pytest.param(True, marks=pytest.mark.slow), False])  # slow: suite time
 def test_dissipative_tfi_chain_and_square(pbc):
     V, g, gamma = 2.0, 1.3, 0.7
     for lattice, L, n, bonds in [("chain", 4, 4, chain_bonds(4, pbc)), ("square", 3, 9, square_bonds(3, pbc))]:

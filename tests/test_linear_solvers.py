@@ -14,7 +14,8 @@ from nqs.states import make_state
 
 
 @pytest.mark.parametrize(("n_samples", "diag_shift", "holomorphic"),
-                         [(0, 0.0, False), (16, 0.0, False), (16, 1e-3, False), (16, 1e-3, True)])
+                         [(0, 0.0, False), pytest.param(16, 0.0, False, marks=pytest.mark.slow), (16, 1e-3, False),
+                          pytest.param(16, 1e-3, True, marks=pytest.mark.slow)])  # slow: suite time
 def test_low_rank_solution_equals_the_dense_pseudo_inverse(n_samples, diag_shift, holomorphic):
     system = heisenberg(6)
     model = ARRNN(system.hilbert, hidden=6, constraint=system.constraint,

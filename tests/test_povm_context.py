@@ -72,6 +72,7 @@ def test_input_validation(monkeypatch):
         evolve_povm_tdvp(system, full_sum_state(1, P0))
 
 
+@pytest.mark.slow  # suite time (the default set must stay under 15 min on 2 cores)
 def test_chunked_local_values_equal_the_unchunked_ones():
     """`lp_ratios` in checkpointed chunks (any chunk size, padding included) gives the same values and gradient."""
     system = dissipative_tfi(3, V=2.0, g=1.0, gamma=1.0)
@@ -92,7 +93,8 @@ def test_chunked_local_values_equal_the_unchunked_ones():
 
 
 @pytest.mark.parametrize("layout", [{"order": "snake", "shape": (2, 2)},
-                                    {"order": "raster", "shape": (2, 2), "patch": (1, 2)}])
+                                    pytest.param({"order": "raster", "shape": (2, 2), "patch": (1, 2)},
+                                                 marks=pytest.mark.slow)])  # slow: suite time
 def test_full_enumeration_by_shared_prefixes_equals_direct_evaluation(layout):
     """`log_probabilities` (one pass over the 4^(N−1) strings with the last generated site at 0) equals log P of
     every outcome evaluated directly, for a path whose last site is not N − 1 and for patched tokens; the

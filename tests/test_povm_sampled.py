@@ -23,6 +23,7 @@ from nqs import results
 from nqs.povm import POVM
 
 
+@pytest.mark.slow  # suite time (the default set must stay under 15 min on 2 cores); the dynamics resume test stays
 def test_steady_state_resumes_exactly_after_an_interruption(tmp_path, monkeypatch):
     """Killed after its third history row, the resumed sampled run ends with the parameters and rows of an
     uninterrupted one (both optimizers; the checkpoint holds optimizer state, random key and best so far)."""

@@ -59,6 +59,7 @@ def test_fewer_samples_than_parameters_solve_in_sample_space_with_the_same_pseud
     assert np.abs(got).max() > 0
 
 
+@pytest.mark.slow  # suite time (the default set must stay under 15 min on 2 cores)
 def test_cv_solve_is_pinv_smooth_for_one_cutoff_and_rejects_noise_fits():
     rng = np.random.default_rng(0)
     Oc, centred = rng.normal(size=(200, 12)), rng.normal(size=200)

@@ -44,6 +44,7 @@ def test_single_precision_parameters_stay_single_precision_through_the_rk_stages
     assert abs(final["sigma_z"] - out.exact["sigma_z"][-1]) < 5 * final["sigma_z_error"] + 1e-3
 
 
+@pytest.mark.slow  # suite time (the default set must stay under 15 min on 2 cores)
 def test_heldout_residual_exposes_a_fit_to_sample_noise():
     """16 samples and no cut-off: θ̇ (20 parameters) fits the noise, so the in-sample residual is ~0 while the one on
     independent samples is not; 4 000 samples give matching residuals."""

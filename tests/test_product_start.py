@@ -21,7 +21,8 @@ MODELS = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(MODELS))
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) if k in ("2d", "transformer") else k
+                                  for k in sorted(MODELS)])  # slow: suite time
 def test_site_dependent_start_is_exactly_the_product_state_and_samples_it(kind):
     p = np.array([[0.9, 0.1], [0.3, 0.7], [0.5, 0.5], [0.2, 0.8], [0.6, 0.4], [0.05, 0.95]])
     model = MODELS[kind](p.tolist())  # lists are accepted (and stored as tuples)

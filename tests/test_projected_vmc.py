@@ -81,6 +81,7 @@ def small_transformer():
     return ARTransformer(J1J2.hilbert, layers=1, features=8, heads=2, constraint=J1J2.constraint, phase=True)
 
 
+@pytest.mark.slow  # suite time (the default set must stay under 15 min on 2 cores)
 def test_projected_transformer_reaches_exact_ground_state(small_transformer, tmp_path):
     """J1-J2 chain, L = 8, J2 = 0.2 (Marshall-rotated, symmetric irrep, even under the flip): ED within 1e-6."""
     out = projected_ground_state(J1J2, small_transformer, SPACE, dataclasses.replace(SETTINGS, n_steps=60,

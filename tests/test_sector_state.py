@@ -57,6 +57,7 @@ def test_a_gauge_sector_of_a_huge_space_is_summed_exactly():
         SectorFullSumState(system.hilbert, model, configurations=vs.configurations[:, :3])
 
 
+@pytest.mark.slow  # suite time (the default set must stay under 15 min on 2 cores)
 def test_tdvp_over_the_gauge_sector_of_a_space_too_large_to_index(tmp_path):
     """The spin-1 ring of N = 12 sites has 2^12·3^12 > 2^31 basis states, beyond NetKet's indexing: TDVP summing over
     its 1 186-state sector follows the exact sector evolution, and the return rate into two states is recorded."""

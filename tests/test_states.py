@@ -50,11 +50,23 @@ def test_what_would_leave_the_sector_is_refused():
     unmasked = ARTransformer(s.hilbert, layers=1, features=8, heads=2)  # autoregressive, built without the constraint
     with pytest.raises(ValueError, match="its exact sampler over system.hilbert would leave the sector"):
         make_state(s, unmasked, n_samples=16, seed=0)
-    # no rule is known to keep a U(1) over pairs of spins (an exchange of modes would mix tokens)
+    # a charge that does not add up over the modes of a token (1 for "both up", 0 otherwise): no exchange of two
+    # modes is known to keep it
     pairs = dataclasses.replace(s, tokens=TokenMap.of_hilbert(s.hilbert, [[0, 1], [2, 3], [4, 5]]), graph=None,
-                                constraint=U1Constraint(3, charges=(2, 0, 0, -2), total=0))
+                                constraint=U1Constraint(3, charges=(1, 0, 0, 0), total=1))
     with pytest.raises(ValueError, match="no Metropolis rule that keeps the sector"):
         make_state(pairs, rbm, n_samples=16, seed=0)
+
+
+def test_an_additive_charge_over_grouped_modes_is_sampled_inside_its_sector():
+    """S^z over tokens of two spins adds up over the modes, so exchanges of equal-charge modes keep it (the same
+    rule is the same-spin fermion hop of `tests/test_hubbard.py`); chains start inside the sector."""
+    s = heisenberg(6)
+    pairs = dataclasses.replace(s, tokens=TokenMap.of_hilbert(s.hilbert, [[0, 1], [2, 3], [4, 5]]), graph=None,
+                                constraint=U1Constraint(3, charges=(2, 0, 0, -2), total=0))
+    state = make_state(pairs, nk.models.RBM(alpha=1), n_samples=512, seed=0)
+    assert "SectorExchangeRule" in repr(state.sampler.rule)
+    assert np.all(np.asarray(state.samples).reshape(-1, 6).sum(axis=1) == 0)
 
 
 def test_the_samplers_of_unconstrained_and_constraint_carrying_models_are_unchanged():

@@ -89,6 +89,7 @@ def test_sector_hilbert_agrees_with_the_enumeration(hilbert, charges, total):
     assert isinstance(sector.constraint, SectorConstraint) != native
 
 
+@pytest.mark.slow  # suite time; tests/test_hubbard.py covers orbital tokens
 def test_spin_orbitals_as_tokens():
     """SpinOrbitalFermions (down block first): orbital i is the token of modes (i, L + i), value 2 n_down + n_up;
     the total particle number is a U(1) over token values, NetKet's own `n_fermions` space the reference."""

@@ -88,6 +88,7 @@ def test_bad_settings_are_refused(kwargs, match):
         TDVPSettings(**kwargs)
 
 
+@pytest.mark.slow  # suite time (the default set must stay under 15 min on 2 cores)
 def test_tdvp_residual_vanishes_for_an_exact_model_and_snr_filter_runs(tfim6):
     vs = _state(tfim6, exact.product_state(tfim6.hilbert, "x+"))
     settings = TDVPSettings(t_end=0.1, dt=0.05, n_save=2, holomorphic=True, exact_residual=True)
@@ -109,6 +110,7 @@ def test_tdvp_residual_vanishes_for_an_exact_model_and_snr_filter_runs(tfim6):
         evolve_tdvp(tfim6, vs, settings, progress=False)
 
 
+@pytest.mark.slow  # suite time (the default set must stay under 15 min on 2 cores)
 def test_tdvp_residual_of_a_masked_model_sums_over_its_support():
     # a constrained autoregressive model has log ψ ≈ −1e30 outside its sector; summing there gave r² = NaN
     system = heisenberg(4)

@@ -41,8 +41,9 @@ def test_ardirect_sampler_matches_born_distribution(constrained):
     assert_born_distribution(hi, vs.samples, np.asarray(vs.log_value(hi.all_states())), constrained)
 
 
-@pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
-@pytest.mark.parametrize("constrained", [False, True])
+@pytest.mark.parametrize(("positional", "constrained"), [
+    ("learned", True), ("sinusoidal", False), ("sinusoidal", True),
+    pytest.param("learned", False, marks=pytest.mark.slow)])  # slow: suite time
 def test_cached_conditionals_equal_parallel(positional, constrained):
     hi, model = _model(8, constrained, positional=positional)
     x = hi.all_states()[::7]

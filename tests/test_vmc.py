@@ -151,6 +151,7 @@ def test_holomorphic_sr_gives_the_same_steps_for_the_rbm():
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.slow  # suite time (the default set must stay under 15 min on 2 cores)
 def test_float32_ansatz_matches_float64_and_stays_float32(chain6):
     """--dtype float32: the same parameters give the float64 energy gradient to single precision, and the
     VMC driver keeps the parameters float32 while it lowers the energy."""
