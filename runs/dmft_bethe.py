@@ -20,7 +20,7 @@ from _common import check_output, config_of, experiment_parser
 from nqs import results
 from nqs.dmft import DIRECTIONS, WEIGHTS, DMFTSettings, ExactSolver, sweep
 
-SOLVERS = ("exact", "exact-t0")
+SOLVERS = ("exact", "exact-t0", "nqs")
 
 
 def _parser():
@@ -31,7 +31,12 @@ def _parser():
     parser.add_argument("--sweep", choices=DIRECTIONS, default="up",
                         help="up: increasing U from the metallic bath; down: decreasing U from the insulating one")
     parser.add_argument("--solver", choices=SOLVERS, default="exact",
-                        help="exact: thermal ED at T = 1/beta; exact-t0: T = 0, degeneracy-averaged ground state")
+                        help="exact: thermal ED at T = 1/beta; exact-t0: T = 0, degeneracy-averaged ground state; nqs: "
+                        "VMC ground state (Transformer) + exact excitations, T = 0 (nqs.dmft_nqs; metallic side)")
+    parser.add_argument("--nqs-steps", type=int, default=1500,
+                        help="VMC steps of the first impurity solve (--solver nqs; later ones: 300, warm-started)")
+    parser.add_argument("--nqs-lr", type=float, default=0.1, help="VMC learning rate (--solver nqs, full-sum SR)")
+    parser.add_argument("--nqs-features", type=int, default=16, help="Transformer width (--solver nqs)")
     parser.add_argument("--beta", type=float, default=200.0, help="fictitious inverse temperature β_f (units 1/D)")
     parser.add_argument("--n-fit", type=int, default=128, help="Matsubara frequencies in the bath fit")
     parser.add_argument("--weights", choices=WEIGHTS, default="uniform", help="fit weights W_n (1 or 1/ω_n)")
@@ -56,6 +61,18 @@ def _table(result: results.Result) -> str:
     return "\n".join(lines)
 
 
+def _solver(args):
+    if args.solver != "nqs":
+        return ExactSolver(args.beta if args.solver == "exact" else None)
+    from ansatze.choice import AnsatzChoice
+    from nqs.dmft_nqs import NQSSolver
+    from nqs.vmc import VMCSettings
+
+    vmc = VMCSettings(n_steps=args.nqs_steps, n_samples=0, learning_rate=args.nqs_lr, lr_schedule="cosine",
+                      lr_final=args.nqs_lr / 10, solver="sr", diag_shift=1e-4)
+    return NQSSolver(choice=AnsatzChoice("transformer", features=args.nqs_features), settings=vmc, seed=args.seed)
+
+
 def main(argv: list[str] | None = None) -> results.Result:
     args = _parser().parse_args(argv)
     if args.quick:
@@ -63,7 +80,7 @@ def main(argv: list[str] | None = None) -> results.Result:
     check_output(args.out, args.mode, "dmft")
     settings = DMFTSettings(n_bath=args.bath_sites, beta=args.beta, n_fit=args.n_fit, weights=args.weights,
                             mixing=args.mixing, tol=args.tol, max_iterations=args.max_iterations)
-    solver = ExactSolver(args.beta if args.solver == "exact" else None)
+    solver = _solver(args)
     sweep(args.U, settings, direction=args.sweep, solver=solver, out=args.out, mode=args.mode,
           config=config_of(args), progress=not args.quiet)
     result = results.load(args.out)

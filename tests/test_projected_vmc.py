@@ -24,6 +24,7 @@ TRANSLATIONS = symmetry_group(CHAIN.graph, "translations")
 MOMENTUM_PI = (-1.0) ** ((6 - TRANSLATIONS[:, 0]) % 6)
 
 
+@pytest.mark.slow  # suite time; the NetKet SymmExpSum comparison stays
 def test_orbit_energy_and_gradient_match_brute_force_projection():
     """E and ∂E/∂θ of ψ_G summed per orbit equal those of Σ_g χ_g ψ(g x) evaluated on every image, for a
     non-autoregressive model with complex parameters and Jacobian chunks that need padding."""

@@ -200,6 +200,7 @@ def test_mcstate_samples_expect_and_grad():
     assert np.linalg.norm(g - g0) < 0.15 * np.linalg.norm(g0)
 
 
+@pytest.mark.slow  # suite time (the default set must stay under 15 min on 2 cores)
 # -- POVM dynamics ---------------------------------------------------------------------------------
 def test_povm_dynamics_with_string_states():
     """`dynamics.povm` takes String States unchanged: a FullSumState runs the steady-state driver,

@@ -72,7 +72,8 @@ def test_sampler_follows_the_symmetrised_born_distribution(name):
     assert chisquare(counts[keep], expected).pvalue > 1e-3
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if "transformer" in n else n
+                                  for n in NAMES])  # slow: suite time
 def test_energy_from_samples_matches_full_summation(name):
     graph, model, variables, _, _, _ = _setup(name)
     H = nk.operator.Heisenberg(model.hilbert, graph, sign_rule=False)

@@ -114,6 +114,7 @@ def test_known_reference_energy_without_diagonalisation(chain6, tmp_path):
     assert set(res.exact) == {"energy"} and res.exact["energy"] == pytest.approx(e0)
 
 
+@pytest.mark.slow  # suite time (the default set must stay under 15 min on 2 cores)
 def test_full_sum_vmc_leaves_the_neel_product_state(tmp_path):
     # Near a product state every exact sample is the same configuration and the sampled gradient vanishes;
     # the full sum (n_samples=0, FullSumState) sees every configuration. Start: the regularised Néel state,
