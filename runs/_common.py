@@ -133,6 +133,25 @@ def ansatz_choice(args: argparse.Namespace) -> AnsatzChoice:
     )
 
 
+def add_povm_dynamics_options(parser: argparse.ArgumentParser, *, T: float, dt: float, samples: int,
+                              layers: int = 1, features: int = 16, heads: int = 2) -> argparse._ArgumentGroup:
+    """The options of the POVM Lindblad dynamics scripts: --method trapezoid|tdvp, --T, --dt, --n-save, --samples,
+    --obs-samples, and the POVM Transformer's --layers/--features/--heads/--dtype (returned as a group, for the
+    script's own model options)."""
+    parser.add_argument("--method", choices=("trapezoid", "tdvp"), default="trapezoid")
+    parser.add_argument("--T", type=float, default=T, help="final time")
+    parser.add_argument("--dt", type=float, default=dt, help="time step (trapezoid: 2τ of Luo et al.)")
+    parser.add_argument("--n-save", type=int, default=11, help="save points in [0, T], both ends included")
+    parser.add_argument("--samples", type=int, default=samples, help="samples per iteration (0: exact sum, N ≤ 9)")
+    parser.add_argument("--obs-samples", type=int, default=20000, help="samples for the observables at save points")
+    model = parser.add_argument_group("POVM Transformer")
+    model.add_argument("--layers", type=int, default=layers)
+    model.add_argument("--features", type=int, default=features)
+    model.add_argument("--heads", type=int, default=heads)
+    add_dtype_option(model)
+    return model
+
+
 def add_dtype_option(group: argparse._ActionsContainer) -> None:
     """--dtype float64|float32: precision of the parameters and activations (float32 runs the Transformer's
     forward pass faster on a CPU; log ψ then carries ~1e-7 relative rounding)."""

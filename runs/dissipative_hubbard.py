@@ -22,7 +22,7 @@ import argparse
 
 import netket as nk
 import numpy as np
-from _common import add_dtype_option, check_output, config_of, experiment_parser
+from _common import add_povm_dynamics_options, check_output, config_of, experiment_parser
 
 from ansatze import ARTransformer
 from ansatze.choice import param_dtype
@@ -51,17 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--pair-loss", type=float, default=0.0, help="doublon loss rate (jumps √γ c_i↓ c_i↑)")
     parser.add_argument("--dephasing", type=float, default=0.0, help="dephasing rate (jumps √γ n_iσ)")
     parser.add_argument("--pump", type=float, default=0.0, help="pump rate (jumps √γ c†_iσ)")
-    parser.add_argument("--method", choices=("trapezoid", "tdvp"), default="trapezoid")
-    parser.add_argument("--T", type=float, default=2.0, help="final time")
-    parser.add_argument("--dt", type=float, default=0.02, help="time step (trapezoid: 2τ of Luo et al.)")
-    parser.add_argument("--n-save", type=int, default=11, help="save points in [0, T], both ends included")
-    parser.add_argument("--samples", type=int, default=0, help="samples per evaluation (0: exact sum, 2L ≤ 9)")
-    parser.add_argument("--obs-samples", type=int, default=20000, help="samples for the observables (sampled)")
-    model = parser.add_argument_group("POVM Transformer")
-    model.add_argument("--layers", type=int, default=1)
-    model.add_argument("--features", type=int, default=16)
-    model.add_argument("--heads", type=int, default=2)
-    add_dtype_option(model)
+    add_povm_dynamics_options(parser, T=2.0, dt=0.02, samples=0)
     method = parser.add_argument_group("methods")
     method.add_argument("--iterations", type=int, default=120, help="Adam iterations per trapezoid step")
     method.add_argument("--lr", type=float, default=1e-2, help="trapezoid Adam learning rate")

@@ -21,7 +21,7 @@ Transformer (raster order) in a uniform mixture over 2D snake orderings (`ansatz
 from __future__ import annotations
 
 import numpy as np
-from _common import add_dtype_option, build_povm_state, check_output, config_of, experiment_parser
+from _common import add_povm_dynamics_options, build_povm_state, check_output, config_of, experiment_parser
 
 from ansatze.string_states import FAMILIES_2D, string_paths
 from dynamics.povm import (
@@ -44,17 +44,7 @@ def main(argv: list[str] | None = None) -> results.Result:
     parser.add_argument("--Jy", type=float, default=1.6)
     parser.add_argument("--Jz", type=float, default=1.0)
     parser.add_argument("--gamma", type=float, default=1.0)
-    parser.add_argument("--method", choices=("trapezoid", "tdvp"), default="trapezoid")
-    parser.add_argument("--T", type=float, default=1.0, help="final time")
-    parser.add_argument("--dt", type=float, default=0.016, help="time step (trapezoid: 2τ of Luo et al.)")
-    parser.add_argument("--n-save", type=int, default=11, help="save points in [0, T], both ends included")
-    parser.add_argument("--samples", type=int, default=1024, help="samples per iteration (0: exact sum, N ≤ 9)")
-    parser.add_argument("--obs-samples", type=int, default=20000, help="samples for the observables at save points")
-    model_opts = parser.add_argument_group("POVM Transformer")
-    model_opts.add_argument("--layers", type=int, default=1)
-    model_opts.add_argument("--features", type=int, default=16)
-    model_opts.add_argument("--heads", type=int, default=2)
-    add_dtype_option(model_opts)
+    model_opts = add_povm_dynamics_options(parser, T=1.0, dt=0.016, samples=1024)
     model_opts.add_argument("--strings", choices=("none",) + FAMILIES_2D, default="none",
                             help="String-State orderings (none: one raster path)")
     model_opts.add_argument("--tangent-start", type=int, default=0, metavar="ITER",
