@@ -19,7 +19,7 @@ def _wraps(graph: nk.graph.AbstractGraph, i: int, j: int) -> int:
     return int(np.sum(np.abs(pos[i] - pos[j]) > 1.5))
 
 
-def _check(shape, t: float, U: float, mu: float, boundary: str, form: str) -> None:
+def _check(t: float, U: float, mu: float, boundary: str, form: str) -> None:
     if boundary not in BOUNDARIES:
         raise ValueError(f"unknown boundary {boundary!r}; choose one of {BOUNDARIES}")
     if form not in FORMS:
@@ -105,7 +105,7 @@ def hubbard_terms(
     (lattice, kinetic terms, interaction terms, constant); ValueError for an unknown boundary or form or a
     non-finite coupling.
     """
-    _check(shape, t, U, mu, boundary, form)
+    _check(t, U, mu, boundary, form)
     lattice = "chain" if isinstance(shape, (int, np.integer)) else "square"
     lat = make_lattice(lattice, shape if lattice == "chain" else tuple(shape), pbc=boundary != "obc")
     L = lat.n_sites

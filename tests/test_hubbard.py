@@ -172,6 +172,13 @@ def test_backflow_without_correction_is_netkets_slater(chain4):
     assert np.max(np.abs(backflow.apply(kicked, x) - slater.apply(orbitals, x))) > 1e-3
 
 
+def test_several_determinants_are_netkets_multi_slater(chain4):
+    model = build_ansatz(AnsatzChoice("slater", determinants=2), chain4)
+    assert isinstance(model, nk.models.MultiSlater2nd) and model.n_determinants == 2
+    x = chain4.sector_states()
+    assert np.all(np.isfinite(np.asarray(model.apply(model.init(jax.random.PRNGKey(0), x[:2]), x))))
+
+
 def test_determinant_ansatze_refuse_other_systems():
     from hamiltonians import heisenberg
 
