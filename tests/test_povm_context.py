@@ -92,9 +92,9 @@ def test_chunked_local_values_equal_the_unchunked_ones():
             np.testing.assert_allclose(g, h, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.slow  # suite time (the default set must stay under 15 min on 2 cores)
 @pytest.mark.parametrize("layout", [{"order": "snake", "shape": (2, 2)},
-                                    pytest.param({"order": "raster", "shape": (2, 2), "patch": (1, 2)},
-                                                 marks=pytest.mark.slow)])  # slow: suite time
+                                    {"order": "raster", "shape": (2, 2), "patch": (1, 2)}])
 def test_full_enumeration_by_shared_prefixes_equals_direct_evaluation(layout):
     """`log_probabilities` (one pass over the 4^(N−1) strings with the last generated site at 0) equals log P of
     every outcome evaluated directly, for a path whose last site is not N − 1 and for patched tokens; the
