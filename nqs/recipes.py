@@ -7,7 +7,8 @@ dotted name of its class and the fields that differ from the class defaults, enc
     {"class": "ansatze.transformer.ARTransformer", "fields": {"layers": 1, "features": 16, "hilbert": {"hilbert":
      "system"}, "constraint": {"constraint": "system"}, "param_dtype": {"dtype": "float64"}, ...}}
 
-with the system's Hilbert space, constraint and token map (gauge blocks) referenced, not copied, nested modules (the
+with the system's Hilbert space (or its sector space, `System.sector_hilbert()`), constraint and token map (gauge
+blocks) referenced, not copied, nested modules (the
 base model of `Symmetrized`, String States) as nested recipes, arrays and dtypes tagged, and module-level functions by
 name.
 A model whose fields cannot be encoded (e.g. a closure as initializer) has no recipe: its parameters still load
@@ -59,6 +60,8 @@ def _encode(value: Any, system: System | None) -> Any:
         return value.item()
     if system is not None and (value is system.hilbert or value == system.hilbert):
         return {"hilbert": "system"}
+    if isinstance(value, nk.hilbert.DiscreteHilbert) and _is_sector_space(value, system):
+        return {"hilbert": "sector"}
     if isinstance(value, nk.hilbert.Fock) and not value.constrained:
         return {"fock": [int(value.n_max), int(value.size)]}
     if isinstance(value, nk.hilbert.Spin) and not value.constrained:
@@ -87,12 +90,22 @@ def _encode(value: Any, system: System | None) -> Any:
     raise NoRecipe(f"cannot record a value of type {type(value).__name__}")
 
 
+def _is_sector_space(hilbert: nk.hilbert.DiscreteHilbert, system: System | None) -> bool:
+    """Whether `hilbert` is the system's constrained space (`System.sector_hilbert()`, e.g. a Slater determinant's)."""
+    if system is None or system.constraint is None:
+        return False
+    try:
+        return hilbert == system.sector_hilbert()
+    except TypeError:  # spaces NetKet cannot constrain (gauge blocks)
+        return False
+
+
 def _decode(value: Any, system: System) -> Any:
     if not isinstance(value, dict):
         return value
     tag, payload = next(iter(value.items()))
     if tag == "hilbert":
-        return system.hilbert
+        return system.sector_hilbert() if payload == "sector" else system.hilbert
     if tag == "fock":
         return nk.hilbert.Fock(n_max=payload[0], N=payload[1])
     if tag == "spin":

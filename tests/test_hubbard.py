@@ -186,3 +186,17 @@ def test_determinant_ansatze_refuse_other_systems():
         build_ansatz(AnsatzChoice("slater"), heisenberg(4))
     with pytest.raises(ValueError, match="determinants"):
         build_ansatz(AnsatzChoice("slater", determinants=0), hubbard(4, U=1.0))
+
+
+def test_determinant_states_rebuild_from_their_result_file(tmp_path, chain4, kind="backflow"):
+    """Models on the sector's space (Slater, backflow) record it as the system's, so `load_state` rebuilds them."""
+    from nqs import results
+    from nqs.vmc import VMCSettings, ground_state
+
+    model = build_ansatz(AnsatzChoice(kind, features=4), chain4)
+    out = tmp_path / f"{kind}.h5"
+    outcome = ground_state(chain4, model, VMCSettings(n_steps=2, n_samples=0, solver="sr"), seed=0, progress=False,
+                           out=str(out))
+    loaded = results.load_state(out)
+    x = chain4.sector_states()
+    np.testing.assert_allclose(loaded.vstate.log_value(x), outcome.state.log_value(x), atol=1e-12)
