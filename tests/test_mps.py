@@ -26,7 +26,8 @@ def _log_psi_and_jacobian(model, hilbert, key=0, *, jacobian=True):
     return x, log_psi, np.asarray(jac)
 
 
-@pytest.mark.parametrize("local_size, bond_dim, n", [(2, 1, 5), (2, 6, 6), (2, 8, 6), (3, 10, 4)])
+@pytest.mark.parametrize("local_size, bond_dim, n", [(2, 1, 5), pytest.param(2, 6, 6, marks=pytest.mark.slow),
+                                                     (2, 8, 6), (3, 10, 4)])  # slow: suite time
 def test_start_is_exactly_the_uniform_state(local_size, bond_dim, n):
     hilbert = nk.hilbert.Spin(0.5 * (local_size - 1), n)
     for cell in (1, 2, None):

@@ -62,6 +62,7 @@ def test_tangent_start_refuses_a_model_that_is_not_at_a_product_start(xyz_2x2):
         fit_tangent_start(ctx.log_prob, params, data, data, head=("readout",), n_iter=1)
 
 
+@pytest.mark.slow  # suite time (the default set must stay under 15 min on 2 cores)
 def test_tangent_start_accepts_a_site_dependent_product_start(xyz_2x2):
     system, vstate = xyz_2x2
     up, down = (tuple(float(p) for p in probabilities(np.diag(d).astype(complex), POVM.tetrahedral(), 1))
