@@ -48,7 +48,8 @@ def interrupt_at_row(monkeypatch):
 # one worker from finishing a long file alone at the end (longest-processing-time-first scheduling)
 LONGEST_FILES_FIRST = ("test_autoregressive.py", "test_quantum_link.py", "test_sharding.py", "test_povm_context.py",
                        "test_vmc.py", "test_mps.py", "test_tdvp.py", "test_projected_vmc.py", "test_povm_sampled.py",
-                       "test_runs.py", "test_teng.py")
+                       "test_runs.py", "test_teng.py", "test_hubbard.py", "test_antn.py", "test_fermion_lindblad.py",
+                       "test_dmft.py")
 
 
 def pytest_collection_modifyitems(items):

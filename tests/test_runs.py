@@ -31,10 +31,10 @@ EXTRA_ARGS = {"tfim_quench": ["--ansatz", "rbm", "--alpha", "1", "--rtol-smooth"
 # the slowest smoke runs, whose pieces have their own default tests (2D Transformer VMC; staggered-field VMC then
 # TENG; POVM trapezoid and String States; TDVP of the TFIM chain; POVM steady state; gauge-invariant VMC of the
 # quantum link model and of the 2D Z2 gauge theory, ~28 s of JAX compilation; the quantum link quench, whose pieces
-# test_quantum_link runs), run with -m slow to keep the
+# test_quantum_link runs; the Hubbard VMC, whose pieces test_hubbard runs), run with -m slow to keep the
 # default suite under 15 minutes on 2 cores
 SLOW = {"heisenberg_square", "heisenberg_neel_quench", "dissipative_xyz_dynamics", "tfim_quench",
-        "dissipative_tfi_steady_state", "qlm_ground_state", "z2_gauge", "qlm_quench"}
+        "dissipative_tfi_steady_state", "qlm_ground_state", "z2_gauge", "qlm_quench", "hubbard"}
 
 
 def _load_script(script, monkeypatch):
