@@ -152,6 +152,15 @@ def add_povm_dynamics_options(parser: argparse.ArgumentParser, *, T: float, dt: 
     return model
 
 
+def print_dynamics_comparison(result: results.Result, header: str) -> None:
+    """`header`, the table of the final values against the exact reference, and max_t |Δ obs| of every observable
+    with an exact trajectory (the POVM dynamics scripts' summary)."""
+    print(header)
+    print(results.format_table(results.compare_with_exact(result)))
+    for name, value in results.max_deviation(result).items():
+        print(f"max_t |Δ {name}| = {value:.2e}")
+
+
 def add_dtype_option(group: argparse._ActionsContainer) -> None:
     """--dtype float64|float32: precision of the parameters and activations (float32 runs the Transformer's
     forward pass faster on a CPU; log ψ then carries ~1e-7 relative rounding)."""

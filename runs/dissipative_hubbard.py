@@ -22,7 +22,7 @@ import argparse
 
 import netket as nk
 import numpy as np
-from _common import add_povm_dynamics_options, check_output, config_of, experiment_parser
+from _common import add_povm_dynamics_options, check_output, config_of, experiment_parser, print_dynamics_comparison
 
 from ansatze import ARTransformer
 from ansatze.choice import param_dtype
@@ -127,12 +127,10 @@ def main(argv: list[str] | None = None) -> results.Result:
     outcome = evolve(system, vstate, settings, povm=povm, rho0=rho0, out=str(args.out), mode=args.mode,
                      config=config_of(args), seed=args.seed, progress=not args.quiet)
     result = results.load(args.out)
-    print(f"\ndissipative Hubbard L={args.L} t={args.t} U={args.U} mu={args.mu} loss={args.loss} "
-          f"pair_loss={args.pair_loss} dephasing={args.dephasing} pump={args.pump}, POVM {args.method}, "
-          f"n_parameters={result.ansatz.get('n_parameters')}, {outcome.wall_time:.1f} s")
-    print(results.format_table(results.compare_with_exact(result)))
-    for name, value in results.max_deviation(result).items():
-        print(f"max_t |Δ {name}| = {value:.2e}")
+    print_dynamics_comparison(result, f"\ndissipative Hubbard L={args.L} t={args.t} U={args.U} mu={args.mu} "
+                              f"loss={args.loss} pair_loss={args.pair_loss} dephasing={args.dephasing} "
+                              f"pump={args.pump}, POVM {args.method}, "
+                              f"n_parameters={result.ansatz.get('n_parameters')}, {outcome.wall_time:.1f} s")
     if outcome.exact and args.loss > 0 and args.pair_loss == 0 and args.pump == 0:
         law = occupations.sum() * np.exp(-args.loss * outcome.times)
         print(f"exact N(t) vs N(0) exp(-gamma t): max |Δ| = {np.abs(outcome.exact['N'] - law).max():.2e}")

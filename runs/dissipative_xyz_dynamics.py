@@ -21,7 +21,14 @@ Transformer (raster order) in a uniform mixture over 2D snake orderings (`ansatz
 from __future__ import annotations
 
 import numpy as np
-from _common import add_povm_dynamics_options, build_povm_state, check_output, config_of, experiment_parser
+from _common import (
+    add_povm_dynamics_options,
+    build_povm_state,
+    check_output,
+    config_of,
+    experiment_parser,
+    print_dynamics_comparison,
+)
 
 from ansatze.string_states import FAMILIES_2D, string_paths
 from dynamics.povm import (
@@ -103,12 +110,9 @@ def main(argv: list[str] | None = None) -> results.Result:
     outcome = evolve(system, vstate, settings, povm=povm, rho0=rho0, out=str(args.out), mode=args.mode,
                      config=config, seed=args.seed, progress=not args.quiet)
     result = results.load(args.out)
-    print(f"\ndissipative XYZ {args.L}x{args.L} Jx={args.Jx} Jy={args.Jy} Jz={args.Jz} gamma={args.gamma}, "
-          f"{args.method}, strings={args.strings}, n_parameters={result.ansatz.get('n_parameters')}, "
-          f"{outcome.wall_time:.1f} s")
-    print(results.format_table(results.compare_with_exact(result)))
-    for name, value in results.max_deviation(result).items():
-        print(f"max_t |Δ {name}| = {value:.2e}")
+    print_dynamics_comparison(result, f"\ndissipative XYZ {args.L}x{args.L} Jx={args.Jx} Jy={args.Jy} Jz={args.Jz} "
+                              f"gamma={args.gamma}, {args.method}, strings={args.strings}, "
+                              f"n_parameters={result.ansatz.get('n_parameters')}, {outcome.wall_time:.1f} s")
     return result
 
 
