@@ -254,6 +254,7 @@ def evolve_tdvp(
         run: `out`, `mode`, `config`, `progress` (`nqs.run.RunOptions`).
     """
     settings = settings or TDVPSettings()
+    system.check_closed("TDVP (Schrödinger evolution)")
     check_hilbert(system, vstate)
     t_start = time.perf_counter()
     method = {"name": "dynamics.tdvp", **dataclasses.asdict(settings)}
@@ -267,36 +268,45 @@ def evolve_tdvp(
                                       holomorphic=settings.holomorphic)
         if first == 0:
             recorder.record(0, 0.0, vstate, residual.diagnostics(driver))
-        callbacks = _SavePoints(recorder, residual, times, state)
+        callbacks = _SavePoints(recorder, residual, times, state, first)
         remaining = settings.t_end - float(times[first])
         if remaining > 0:
-            driver.run(remaining, tstops=times[first + 1:], callback=[callbacks.on_stop, callbacks],
-                       show_progress=recording.progress)
+            driver.run(remaining, tstops=times[first + 1:], callback=[callbacks], show_progress=recording.progress)
     return DynamicsOutcome(vstate, times, recording.rows, recorder.trajectory, time.perf_counter() - t_start)
 
 
 class _SavePoints(nk.callbacks.AbstractCallback):
     """Counts the integrator steps, and at every save time records a row (with the step count, dt and the residual
-    diagnostics) and checkpoints (the current parameters, the initial ones and the step count)."""
+    diagnostics) and checkpoints (the current parameters, the initial ones, the step count and dt, and the sampler
+    state of a Monte Carlo state).
+
+    Both happen when the step from the save time starts (`on_step_start`, first attempt), before that step draws its
+    samples, so that a resumed run, which starts with that step, draws the same samples as an uninterrupted one and
+    continues bit for bit. (NetKet calls its stop-time callbacks only after the step from the stop time has been
+    computed: a checkpoint taken there held the sampler state after that step's sampling, and a resumed Monte Carlo
+    run drew other samples; `tests/test_kill.py`.)
+    """
 
     recorder: DynamicsRecorder = struct.field(pytree_node=False, serialize=False)
     residual: _ResidualEstimator = struct.field(pytree_node=False, serialize=False)
     times: np.ndarray = struct.field(pytree_node=False, serialize=False)
     state: dict = struct.field(pytree_node=False, serialize=False)
     steps: int = struct.field(pytree_node=False, serialize=False)
+    last: int = struct.field(pytree_node=False, serialize=False)
 
     def __init__(self, recorder: DynamicsRecorder, residual: _ResidualEstimator, times: np.ndarray,
-                 state: dict[str, Any]):
+                 state: dict[str, Any], first: int):
         self.recorder, self.residual, self.times, self.state = recorder, residual, times, state
-        self.steps = int(state["steps"])
+        self.steps, self.last = int(state["steps"]), first  # save point `first` is recorded already
 
-    def on_step_end(self, step, log_data, driver):
-        self.steps += 1
-
-    def on_stop(self, t, log_data, driver) -> bool:
+    def on_step_start(self, step, log_data, driver):
+        t = float(driver.t)
         index = int(np.argmin(np.abs(self.times - t)))
-        if index > 0 and np.isclose(self.times[index], t):
+        if index > self.last and np.isclose(self.times[index], t):
+            self.last = index
             diagnostics = {"integrator_steps": float(self.steps), "dt": float(driver.dt)}
             self.recorder.record(index, t, driver.state, {**diagnostics, **self.residual.diagnostics(driver)})
             self.recorder.checkpoint(index, driver.state, {**self.state, "steps": self.steps, "dt": float(driver.dt)})
-        return True
+
+    def on_step_end(self, step, log_data, driver):
+        self.steps += 1

@@ -280,6 +280,7 @@ def evolve_teng(
         run: `out`, `mode`, `config`, `progress` (`nqs.run.RunOptions`; the bar runs over the time steps).
     """
     settings = settings or TENGSettings()
+    system.check_closed("TENG (Schrödinger evolution)")
     check_hilbert(system, vstate)
     t_start = time.perf_counter()
     scheme = get_scheme(settings.scheme)

@@ -262,6 +262,7 @@ def projected_ground_state(
     commute with the group, or an open system; `NonFiniteError` when the energy or the parameters stop being finite.
     """
     settings = settings or ProjectedSettings()
+    system.check_closed("projected VMC for a ground state")
     t_start = time.perf_counter()
     check_output("ground_state", **run)
     search = _Search.build(system, model, permutations, settings, characters, spin_flip, seed, initial_parameters)
@@ -320,8 +321,6 @@ class _Search:
 
     @classmethod
     def build(cls, system, model, permutations, settings, characters, spin_flip, seed, initial_parameters) -> _Search:
-        if system.is_open:
-            raise ValueError("projected_ground_state is for closed systems")
         check_model_matches(system, model)
         n_states = exact_module.sector_dimension(system)
         if n_states > MAX_SECTOR_STATES:

@@ -37,6 +37,8 @@ class NoRecipe(ValueError):
 
 
 def _dotted(obj: Any) -> str:
+    if not hasattr(obj, "__qualname__"):  # a callable instance (e.g. NetKet's PermutationGroup): no name to import
+        raise NoRecipe(f"a {type(obj).__name__} instance is not importable by name")
     name = f"{obj.__module__}.{obj.__qualname__}"
     if "<locals>" in name:
         raise NoRecipe(f"{name} is not importable by name")

@@ -93,6 +93,12 @@ class System:
         if self.graph is not None and self.graph.n_nodes != n_tokens:
             raise ValueError(f"graph has {self.graph.n_nodes} nodes, the system has {n_tokens} tokens (graph nodes "
                              f"are tokens: sites, orbitals or gauge blocks)")
+        bad = _non_finite_parameters(self.params)
+        if bad:
+            raise ValueError(f"{self.builder}: parameters must be finite, got " + ", ".join(bad))
+        if not self.is_open and _is_zero_operator(self.hamiltonian):
+            raise ValueError(f"{self.builder}: the Hamiltonian is zero (every coupling vanishes: {dict(self.params)}), "
+                             "so every state is a ground state and nothing evolves")
 
     @property
     def n_sites(self) -> int:
@@ -112,6 +118,16 @@ class System:
     @property
     def is_open(self) -> bool:
         return len(self.jump_operators) > 0
+
+    def check_closed(self, method: str) -> None:
+        """Raise ValueError when the system is open: `method` treats the Hamiltonian alone and would silently drop
+        the jump operators."""
+        if self.is_open:
+            raise ValueError(
+                f"{method} needs a closed system, but {self.builder} has {len(self.jump_operators)} jump operators: "
+                "its Hamiltonian alone is not the physics (use the POVM methods in `dynamics.povm_dynamics`/"
+                "`dynamics.povm_steady_state` or the exact `nqs.exact_open`)"
+            )
 
     def to_qutip(self) -> QutipDict:
         """{"H": Qobj, "c_ops": [Qobj], "observables": {name: Qobj}} with dims [[d]*N, [d]*N].
@@ -160,3 +176,28 @@ class System:
         if not self.token_map.is_identity:
             desc["tokens"] = self.token_map.describe()
         return desc
+
+
+def _non_finite_parameters(params: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """"name = value" for every NaN or infinite number in the builder's parameters (nested lists and dicts too)."""
+    bad = []
+    for name, value in params.items():
+        values = value.items() if isinstance(value, Mapping) else enumerate(value) \
+            if isinstance(value, (list, tuple)) else None
+        if values is not None:
+            bad += _non_finite_parameters(dict((str(k), v) for k, v in values), f"{prefix}{name}.")
+        elif isinstance(value, (float, np.floating)) and not math.isfinite(value):
+            bad.append(f"{prefix}{name} = {value}")
+    return bad
+
+
+def _is_zero_operator(operator: Any) -> bool:
+    """True when a NetKet operator has no non-zero term: a `LocalOperator` without operators (NetKet drops zero
+    matrices), a `PauliStrings` or `FermionOperator2nd` whose weights all vanish. Other operators count as non-zero."""
+    op = nk.operator
+    if isinstance(operator, (op.LocalOperator, op.LocalOperatorJax, op.LocalOperatorNumba)):
+        return operator.n_operators == 0 or all(not np.any(getattr(m, "data", m)) for m in operator.operators)
+    if isinstance(operator, (op.PauliStrings, op.PauliStringsJax, op.PauliStringsNumba, op.FermionOperator2nd,
+                             op.FermionOperator2ndJax, op.FermionOperator2ndNumba)):
+        return not np.any(np.asarray(operator.weights))
+    return False

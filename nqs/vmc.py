@@ -37,6 +37,8 @@ from nqs.schedules import check_schedule, learning_rate_schedule
 from nqs.states import make_state
 from nqs.system import System
 
+MIN_SAMPLES = 32  # NetKet's blocked error of the mean is NaN below 32 samples
+
 
 @dataclasses.dataclass(frozen=True)
 class VMCSettings:
@@ -94,6 +96,10 @@ class VMCSettings:
             raise ValueError("lr_schedule must be 'constant', 'cosine' or 'exponential'")
         if self.solver not in ("sr", "minsr"):
             raise ValueError(f"solver must be 'sr' or 'minsr', got {self.solver!r}")
+        if 0 < self.n_samples < MIN_SAMPLES or 0 < self.n_samples_final < MIN_SAMPLES:
+            raise ValueError(f"n_samples and n_samples_final must be 0 (full sum) or >= {MIN_SAMPLES} (NetKet's "
+                             f"error of the mean needs {MIN_SAMPLES} samples), got {self.n_samples}, "
+                             f"{self.n_samples_final}")
         if not (math.isfinite(self.diag_shift) and self.diag_shift > 0):
             raise ValueError(f"diag_shift must be finite and positive, got {self.diag_shift}")
 
@@ -227,6 +233,7 @@ def ground_state(
         run: `out`, `mode`, `config`, `progress` (`nqs.run.RunOptions`).
     """
     settings = settings or VMCSettings()
+    system.check_closed("VMC for a ground state")
     t_start = time.perf_counter()
     check_output("ground_state", **run)
     vstate = make_state(system, model, n_samples=settings.n_samples, seed=seed, chunk_size=settings.chunk_size)

@@ -15,9 +15,16 @@ from _common import (
     add_ansatz_options,
     add_init_options,
     ansatz_choice,
+    at_least,
     config_of,
     experiment_parser,
+    finite_float,
     initial_parameters,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    sample_count,
 )
 
 from ansatze.choice import build_ansatz
@@ -33,19 +40,19 @@ from nqs.vmc import VMCSettings, ground_state
 def heisenberg_parser(description: str, default_out: str, *, L: int, steps: int) -> argparse.ArgumentParser:
     """Options of the Heisenberg ground-state scripts (chain and square lattice)."""
     parser = experiment_parser(description, default_out)
-    parser.add_argument("--L", type=int, default=L, help="sites per side")
-    parser.add_argument("--J", type=float, default=1.0)
-    parser.add_argument("--J2", type=float, default=0.0)
+    parser.add_argument("--L", type=at_least(2), default=L, help="sites per side")
+    parser.add_argument("--J", type=finite_float, default=1.0)
+    parser.add_argument("--J2", type=finite_float, default=0.0)
     parser.add_argument("--obc", action="store_true", help="open instead of periodic boundaries")
     parser.add_argument("--sign", choices=("hamiltonian", "ansatz", "none"), default="hamiltonian",
                         help="Marshall sign: rotate the Hamiltonian, build it into the ansatz, or learn a phase")
     add_ansatz_options(parser, layers=2, features=16, heads=2)
-    parser.add_argument("--steps", type=int, default=steps)
-    parser.add_argument("--samples", type=int, default=1024)
-    parser.add_argument("--lr", type=float, default=0.02)
-    parser.add_argument("--diag-shift", type=float, default=1e-3)
+    parser.add_argument("--steps", type=nonnegative_int, default=steps)
+    parser.add_argument("--samples", type=sample_count, default=1024)
+    parser.add_argument("--lr", type=positive_float, default=0.02)
+    parser.add_argument("--diag-shift", type=nonnegative_float, default=1e-3)
     parser.add_argument("--solver", choices=("sr", "minsr"), default="minsr")
-    parser.add_argument("--chunk-size", type=int, default=None, help="samples per batch of local energies")
+    parser.add_argument("--chunk-size", type=positive_int, default=None, help="samples per batch of local energies")
     parser.add_argument("--coherent", action="store_true",
                         help="project the ansatz coherently onto the symmetric irrep of the --symmetry group (even "
                              "under "

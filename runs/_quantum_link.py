@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from _common import at_least, finite_float, positive_float
+
 from hamiltonians import quantum_link
 from nqs.system import System
 
@@ -18,12 +20,12 @@ def add_model_options(parser: argparse.ArgumentParser, *, m: float, when: str = 
     quench"). Returns the group, for script-specific model options."""
     model = parser.add_argument_group("model")
     suffix = f" {when}" if when else ""
-    model.add_argument("--N", type=int, default=12, help="matter sites (even)")
-    model.add_argument("--S", type=float, default=0.5, help="link spin")
-    model.add_argument("--J", type=float, default=1.0)
-    model.add_argument("--m", type=float, default=m, help=f"staggered mass{suffix}")
-    model.add_argument("--g2", type=float, default=0.0, help=f"electric coupling g²{suffix}")
-    model.add_argument("--eps-bg", type=float, default=0.0, help=f"background field ε_bg{suffix}")
+    model.add_argument("--N", type=at_least(2), default=12, help="matter sites (even)")
+    model.add_argument("--S", type=positive_float, default=0.5, help="link spin")
+    model.add_argument("--J", type=finite_float, default=1.0)
+    model.add_argument("--m", type=finite_float, default=m, help=f"staggered mass{suffix}")
+    model.add_argument("--g2", type=finite_float, default=0.0, help=f"electric coupling g²{suffix}")
+    model.add_argument("--eps-bg", type=finite_float, default=0.0, help=f"background field ε_bg{suffix}")
     model.add_argument("--kappa", choices=("bare", "normalised"), default="bare")
     model.add_argument("--matter", choices=("fermion", "hardcore_boson"), default="fermion")
     model.add_argument("--obc", action="store_true", help="open chain (default periodic)")

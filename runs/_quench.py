@@ -17,7 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import ansatz_choice, config_of
+from _common import (
+    LOST_INFIDELITY,
+    add_strict_option,
+    ansatz_choice,
+    at_least,
+    check_tracking,
+    config_of,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    sample_count,
+)
 
 from ansatze.choice import AnsatzChoice, is_holomorphic
 from dynamics.integrators import INTEGRATORS
@@ -32,14 +43,16 @@ from nqs.system import System
 def add_dynamics_options(
     parser: argparse.ArgumentParser, *, T: float, dt: float, n_save: int, samples: int, method: str = "tdvp"
 ) -> None:
-    """--method tdvp|teng, --T, --dt, --n-save, --samples (0: full sum), TDVP --integrator/--solver/--diag-shift/
-    --rtol-smooth and the adaptive step control --rtol/--atol/--error-norm, TENG --scheme/--max-iterations."""
+    """--method tdvp|teng, --strict, --T, --dt, --n-save, --samples (0: full sum), TDVP --integrator/--solver/
+    --diag-shift/--rtol-smooth and the adaptive step control --rtol/--atol/--error-norm, TENG --scheme/
+    --max-iterations."""
     group = parser.add_argument_group("time evolution")
     group.add_argument("--method", choices=("tdvp", "teng"), default=method)
-    group.add_argument("--T", type=float, default=T, help="final time")
-    group.add_argument("--dt", type=float, default=dt, help="time step")
-    group.add_argument("--n-save", type=int, default=n_save, help="save points in [0, T], both ends included")
-    group.add_argument("--samples", type=int, default=samples,
+    add_strict_option(group)
+    group.add_argument("--T", type=positive_float, default=T, help="final time")
+    group.add_argument("--dt", type=positive_float, default=dt, help="time step")
+    group.add_argument("--n-save", type=at_least(2), default=n_save, help="save points in [0, T], both ends included")
+    group.add_argument("--samples", type=sample_count, default=samples,
                        help="exact autoregressive samples per step; 0 sums over the whole Hilbert space")
     group.add_argument("--enumerate-samples", action="store_true",
                        help="i.i.d. samples from |ψ|² by enumerating the basis (NetKet ExactSampler; small systems): "
@@ -47,18 +60,18 @@ def add_dynamics_options(
     group.add_argument("--integrator", default="RK4", choices=sorted(INTEGRATORS), help="TDVP integrator")
     group.add_argument("--solver", default="pinv_smooth", choices=SOLVERS,
                        help="TDVP linear solver (schmitt: NetKet's Schmitt–Heyl filter, biased; see dynamics.tdvp)")
-    group.add_argument("--diag-shift", type=float, default=0.0, help="TDVP diagonal shift of the QGT")
-    group.add_argument("--rtol-smooth", type=float, default=1e-10,
+    group.add_argument("--diag-shift", type=nonnegative_float, default=0.0, help="TDVP diagonal shift of the QGT")
+    group.add_argument("--rtol-smooth", type=nonnegative_float, default=1e-8,
                        help="TDVP smooth pseudo-inverse cut-off relative to the largest QGT eigenvalue")
     group.add_argument("--exact-residual", action="store_true",
                        help="record the TDVP residual of θ̇ and its least-squares floor summed over the whole basis "
                             "(small systems): separates sample noise from the ansatz's limit")
-    group.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance of RK23/RK45")
-    group.add_argument("--atol", type=float, default=1e-6, help="absolute tolerance of RK23/RK45")
+    group.add_argument("--rtol", type=positive_float, default=1e-6, help="relative tolerance of RK23/RK45")
+    group.add_argument("--atol", type=positive_float, default=1e-6, help="absolute tolerance of RK23/RK45")
     group.add_argument("--error-norm", default="euclidean", choices=ERROR_NORMS,
                        help="norm of the RK23/RK45 step control (qgt: √(δθ† S δθ), parameterisation invariant)")
     group.add_argument("--scheme", default="heun", choices=sorted(SCHEMES), help="TENG target scheme")
-    group.add_argument("--max-iterations", type=int, default=20, help="TENG fit iterations per stage")
+    group.add_argument("--max-iterations", type=positive_int, default=20, help="TENG fit iterations per stage")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +88,7 @@ class Quench:
         mode: "fail", "overwrite" or "resume".
         config: the experiment configuration stored in the result file.
         progress: show a progress bar.
+        strict: exit with code 3 when the run lost the exact trajectory (`check_tracking`).
     """
 
     ansatz: AnsatzChoice
@@ -86,6 +100,7 @@ class Quench:
     mode: str
     config: Mapping[str, Any]
     progress: bool = True
+    strict: bool = False
 
     def __post_init__(self) -> None:
         if self.samples < 0:
@@ -106,7 +121,8 @@ def quench_of(args: argparse.Namespace) -> Quench:
             t_end=args.T, dt=args.dt, n_save=args.n_save, scheme=args.scheme, max_iterations=args.max_iterations
         )
     return Quench(ansatz=ansatz, method=method, samples=args.samples, enumerate_samples=args.enumerate_samples,
-                  seed=args.seed, out=Path(args.out), mode=args.mode, config=config_of(args), progress=not args.quiet)
+                  seed=args.seed, out=Path(args.out), mode=args.mode, config=config_of(args), progress=not args.quiet,
+                  strict=args.strict)
 
 
 def make_state(system: System, model: Any, *, samples: int, seed: int, enumerate_samples: bool = False) -> Any:
@@ -159,13 +175,13 @@ def run_quench(
                      seed=quench.seed, progress=quench.progress, manifold=manifold)
     print_comparison(outcome, observable, title=f"{title} ({'tdvp' if tdvp else 'teng'}, {quench.ansatz.kind}, "
                      f"{vstate.n_parameters} parameters, {quench.samples or 'full-sum'} samples, "
-                     f"dt={quench.method.dt})")
+                     f"dt={quench.method.dt})", strict=quench.strict)
     return outcome
 
 
-def print_comparison(outcome: DynamicsOutcome, observable: str, *, title: str) -> None:
+def print_comparison(outcome: DynamicsOutcome, observable: str, *, title: str, strict: bool = False) -> None:
     """Table of the observable (variational, exact, difference) and the infidelity at the save points this call
-    computed (a resumed run: those after its checkpoint)."""
+    computed (a resumed run: those after its checkpoint); `check_tracking` of the largest infidelity."""
     times = outcome.series("time")
     values = outcome.series(observable)
     fullsum = outcome.series(f"{observable}_fullsum")
@@ -192,3 +208,6 @@ def print_comparison(outcome: DynamicsOutcome, observable: str, *, title: str) -
     print(f"max |Δ {observable}| = {np.abs(best - ref).max():.2e}"
           + (f" (sample estimate: {np.abs(values - ref).max():.2e})" if has_fullsum else "")
           + f", final infidelity {infidelity[-1]:.2e} (exact reference: QuTiP from the variational |ψ(0)⟩)")
+    worst = int(np.nanargmax(infidelity))
+    check_tracking(infidelity[worst] <= LOST_INFIDELITY,
+                   f"infidelity {infidelity[worst]:.2e} > {LOST_INFIDELITY} at t = {times[worst]:.3f}", strict=strict)

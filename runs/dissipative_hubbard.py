@@ -22,7 +22,20 @@ import argparse
 
 import netket as nk
 import numpy as np
-from _common import add_povm_dynamics_options, check_output, config_of, experiment_parser, print_dynamics_comparison
+from _common import (
+    add_povm_dynamics_options,
+    at_least,
+    check_output,
+    config_of,
+    experiment_parser,
+    finite_float,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    print_dynamics_comparison,
+    script,
+)
 
 from ansatze import ARTransformer
 from ansatze.choice import param_dtype
@@ -43,31 +56,34 @@ from nqs.povm import POVM, probabilities
 
 def _parser() -> argparse.ArgumentParser:
     parser = experiment_parser(__doc__.splitlines()[0], "runs/out/dissipative_hubbard.h5")
-    parser.add_argument("--L", type=int, default=2, help="sites of the open chain (2L qubits)")
-    parser.add_argument("--t", type=float, default=1.0)
-    parser.add_argument("--U", type=float, default=4.0)
-    parser.add_argument("--mu", type=float, default=0.0)
-    parser.add_argument("--loss", type=float, default=0.5, help="one-body loss rate (jumps √γ c_iσ)")
-    parser.add_argument("--pair-loss", type=float, default=0.0, help="doublon loss rate (jumps √γ c_i↓ c_i↑)")
-    parser.add_argument("--dephasing", type=float, default=0.0, help="dephasing rate (jumps √γ n_iσ)")
-    parser.add_argument("--pump", type=float, default=0.0, help="pump rate (jumps √γ c†_iσ)")
+    parser.add_argument("--L", type=at_least(2), default=2, help="sites of the open chain (2L qubits)")
+    parser.add_argument("--t", type=finite_float, default=1.0)
+    parser.add_argument("--U", type=finite_float, default=4.0)
+    parser.add_argument("--mu", type=finite_float, default=0.0)
+    parser.add_argument("--loss", type=nonnegative_float, default=0.5, help="one-body loss rate (jumps √γ c_iσ)")
+    parser.add_argument("--pair-loss", type=nonnegative_float, default=0.0,
+                        help="doublon loss rate (jumps √γ c_i↓ c_i↑)")
+    parser.add_argument("--dephasing", type=nonnegative_float, default=0.0, help="dephasing rate (jumps √γ n_iσ)")
+    parser.add_argument("--pump", type=nonnegative_float, default=0.0, help="pump rate (jumps √γ c†_iσ)")
     add_povm_dynamics_options(parser, T=2.0, dt=0.02, samples=0)
     method = parser.add_argument_group("methods")
-    method.add_argument("--iterations", type=int, default=120, help="Adam iterations per trapezoid step")
-    method.add_argument("--lr", type=float, default=1e-2, help="trapezoid Adam learning rate")
+    method.add_argument("--iterations", type=positive_int, default=120, help="Adam iterations per trapezoid step")
+    method.add_argument("--lr", type=positive_float, default=1e-2, help="trapezoid Adam learning rate")
     method.add_argument("--lr-schedule", choices=("step", "cosine"), default="step",
                         help="trapezoid: Luo et al.'s ×0.5 drop at iteration 80, or cosine decay to --lr-final")
-    method.add_argument("--lr-final", type=float, default=1e-5, help="trapezoid: final rate of --lr-schedule cosine")
+    method.add_argument("--lr-final", type=positive_float, default=1e-5,
+                        help="trapezoid: final rate of --lr-schedule cosine")
     method.add_argument("--integrator", default="RK4", help="POVM-TDVP: Euler, Heun, RK4, RK23 or RK45")
-    method.add_argument("--tangent-start", type=int, default=0, metavar="ITER",
+    method.add_argument("--tangent-start", type=nonnegative_int, default=0, metavar="ITER",
                         help="POVM-TDVP: Adam iterations re-parametrising the product start so that its tangent space "
                         "holds the first step (dynamics.povm.tangent_start; the bare product start of the Transformer "
                         "misses ~80%% of L P and TDVP diverges)")
     method.add_argument("--solver", choices=TDVP_SOLVERS, default="pinv_smooth",
                         help="POVM-TDVP linear solver (shift: Cholesky of S + diag_shift, cheaper than the "
                         "eigen-decomposition of pinv_smooth for thousands of parameters)")
-    method.add_argument("--diag-shift", type=float, default=1e-8, help="POVM-TDVP: the shift of --solver shift")
-    method.add_argument("--rtol-smooth", type=float, default=None,
+    method.add_argument("--diag-shift", type=nonnegative_float, default=1e-8,
+                        help="POVM-TDVP: the shift of --solver shift")
+    method.add_argument("--rtol-smooth", type=nonnegative_float, default=None,
                         help="POVM-TDVP smooth pseudo-inverse cut-off (default 1e-8 exact sum, 1e-4 sampled)")
     return parser
 
@@ -93,11 +109,9 @@ def _povm_state(occupations: np.ndarray, povm: POVM, args: argparse.Namespace):
                           sampler_seed=args.seed + 1)
 
 
+@script
 def main(argv: list[str] | None = None) -> results.Result:
-    args = _parser().parse_args(argv)
-    if args.quick:
-        args.L, args.T, args.dt, args.n_save, args.features, args.heads = 2, 0.4, 0.05, 3, 8, 1
-        args.iterations = 20
+    args = _parser().parse(argv, quick=dict(L=2, T=0.4, dt=0.05, n_save=3, features=8, heads=1, iterations=20))
     check_output(args.out, args.mode, "dynamics")
 
     fermionic = dissipative_hubbard(args.L, t=args.t, U=args.U, mu=args.mu, loss=args.loss,
@@ -130,7 +144,8 @@ def main(argv: list[str] | None = None) -> results.Result:
     print_dynamics_comparison(result, f"\ndissipative Hubbard L={args.L} t={args.t} U={args.U} mu={args.mu} "
                               f"loss={args.loss} pair_loss={args.pair_loss} dephasing={args.dephasing} "
                               f"pump={args.pump}, POVM {args.method}, "
-                              f"n_parameters={result.ansatz.get('n_parameters')}, {outcome.wall_time:.1f} s")
+                              f"n_parameters={result.ansatz.get('n_parameters')}, {outcome.wall_time:.1f} s",
+                              strict=args.strict)
     if outcome.exact and args.loss > 0 and args.pair_loss == 0 and args.pump == 0:
         law = occupations.sum() * np.exp(-args.loss * outcome.times)
         print(f"exact N(t) vs N(0) exp(-gamma t): max |Δ| = {np.abs(outcome.exact['N'] - law).max():.2e}")

@@ -25,11 +25,19 @@ import numpy as np
 from _common import (
     add_dtype_option,
     add_init_options,
+    at_least,
     build_povm_state,
     check_output,
     config_of,
     experiment_parser,
+    finite_float,
     initial_parameters,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    sample_count,
+    script,
 )
 
 from ansatze.string_states import FAMILIES_1D, string_paths
@@ -40,42 +48,41 @@ from nqs import results
 from nqs.povm import POVM
 
 
+@script
 def main(argv: list[str] | None = None) -> None:
     parser = experiment_parser(__doc__.splitlines()[0], "runs/out/dissipative_tfi_steady_state.h5")
-    parser.add_argument("--N", type=int, default=8, help="number of sites")
-    parser.add_argument("--V", type=float, default=2.0)
-    parser.add_argument("--g", type=float, default=1.0)
-    parser.add_argument("--gamma", type=float, default=1.0)
+    parser.add_argument("--N", type=at_least(2), default=8, help="number of sites")
+    parser.add_argument("--V", type=finite_float, default=2.0)
+    parser.add_argument("--g", type=finite_float, default=1.0)
+    parser.add_argument("--gamma", type=nonnegative_float, default=1.0)
     parser.add_argument("--method", choices=("povm", "ndm"), default="povm")
     povm_opts = parser.add_argument_group("POVM Transformer")
-    povm_opts.add_argument("--layers", type=int, default=2)
-    povm_opts.add_argument("--features", type=int, default=16)
-    povm_opts.add_argument("--heads", type=int, default=2)
+    povm_opts.add_argument("--layers", type=positive_int, default=2)
+    povm_opts.add_argument("--features", type=positive_int, default=16)
+    povm_opts.add_argument("--heads", type=positive_int, default=2)
     add_dtype_option(povm_opts)
     povm_opts.add_argument("--strings", choices=FAMILIES_1D, default="chain", help="String-State orderings")
-    povm_opts.add_argument("--samples", type=int, default=4096, help="samples per iteration (0: exact sum)")
-    povm_opts.add_argument("--iterations", type=int, default=1500)
+    povm_opts.add_argument("--samples", type=sample_count, default=4096, help="samples per iteration (0: exact sum)")
+    povm_opts.add_argument("--iterations", type=positive_int, default=1500)
     povm_opts.add_argument("--optimizer", choices=("adam", "natural"), default="adam",
                            help="Adam on ‖L P‖₁ (Luo et al.) or relaxation along the POVM-TDVP flow")
-    povm_opts.add_argument("--lr", type=float, default=None,
+    povm_opts.add_argument("--lr", type=positive_float, default=None,
                            help="Adam learning rate (default 1e-2) or natural-gradient time step τ (default 0.1)")
-    povm_opts.add_argument("--cutoff", type=float, default=1e-4,
+    povm_opts.add_argument("--cutoff", type=positive_float, default=1e-4,
                            help="smooth pseudo-inverse cut-off of --optimizer natural")
-    povm_opts.add_argument("--eval-samples", type=int, default=None,
+    povm_opts.add_argument("--eval-samples", type=positive_int, default=None,
                            help="samples of the loss estimate that picks the best checkpoint "
                            "(default max(4·samples, 4096))")
     add_init_options(parser)
     ndm_opts = parser.add_argument_group("NDM baseline")
-    ndm_opts.add_argument("--steps", type=int, default=500)
-    ndm_opts.add_argument("--alpha", type=int, default=1)
-    ndm_opts.add_argument("--ndm-samples", type=int, default=2000)
-    ndm_opts.add_argument("--ndm-lr", type=float, default=0.05)
-    args = parser.parse_args(argv)
+    ndm_opts.add_argument("--steps", type=nonnegative_int, default=500)
+    ndm_opts.add_argument("--alpha", type=positive_int, default=1)
+    ndm_opts.add_argument("--ndm-samples", type=positive_int, default=2000)
+    ndm_opts.add_argument("--ndm-lr", type=positive_float, default=0.05)
+    args = parser.parse(argv, quick=dict(N=3, layers=1, features=8, samples=512, iterations=40, steps=20,
+                                         ndm_samples=500))
     if args.init_from is not None and args.method != "povm":
         parser.error("--init-from starts the POVM Transformer; the NDM baseline always starts fresh")
-    if args.quick:
-        args.N, args.layers, args.features = 3, 1, 8
-        args.samples, args.iterations, args.steps, args.ndm_samples = 512, 40, 20, 500
     check_output(args.out, args.mode, "steady_state")
 
     system = dissipative_tfi(args.N, V=args.V, g=args.g, gamma=args.gamma)

@@ -23,11 +23,18 @@ from __future__ import annotations
 import numpy as np
 from _common import (
     add_povm_dynamics_options,
+    at_least,
     build_povm_state,
     check_output,
     config_of,
     experiment_parser,
+    finite_float,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
     print_dynamics_comparison,
+    script,
 )
 
 from ansatze.string_states import FAMILIES_2D, string_paths
@@ -44,35 +51,34 @@ from nqs import exact, results
 from nqs.povm import POVM
 
 
+@script
 def main(argv: list[str] | None = None) -> results.Result:
     parser = experiment_parser(__doc__.splitlines()[0], "runs/out/dissipative_xyz_dynamics.h5")
-    parser.add_argument("--L", type=int, default=3, help="L×L periodic square lattice")
-    parser.add_argument("--Jx", type=float, default=0.9)
-    parser.add_argument("--Jy", type=float, default=1.6)
-    parser.add_argument("--Jz", type=float, default=1.0)
-    parser.add_argument("--gamma", type=float, default=1.0)
+    parser.add_argument("--L", type=at_least(2), default=3, help="L×L periodic square lattice")
+    parser.add_argument("--Jx", type=finite_float, default=0.9)
+    parser.add_argument("--Jy", type=finite_float, default=1.6)
+    parser.add_argument("--Jz", type=finite_float, default=1.0)
+    parser.add_argument("--gamma", type=nonnegative_float, default=1.0)
     model_opts = add_povm_dynamics_options(parser, T=1.0, dt=0.016, samples=1024)
     model_opts.add_argument("--strings", choices=("none",) + FAMILIES_2D, default="none",
                             help="String-State orderings (none: one raster path)")
-    model_opts.add_argument("--tangent-start", type=int, default=0, metavar="ITER",
+    model_opts.add_argument("--tangent-start", type=nonnegative_int, default=0, metavar="ITER",
                             help="Adam iterations of the tangent-space start (dynamics.tangent_start; 0: off)")
     trap_opts = parser.add_argument_group("trapezoid")
-    trap_opts.add_argument("--iterations", type=int, default=120, help="Adam iterations per step")
-    trap_opts.add_argument("--lr", type=float, default=1e-2)
+    trap_opts.add_argument("--iterations", type=positive_int, default=120, help="Adam iterations per step")
+    trap_opts.add_argument("--lr", type=positive_float, default=1e-2)
     tdvp_opts = parser.add_argument_group("POVM-TDVP")
     tdvp_opts.add_argument("--integrator", default="RK4", help="Euler, Heun, RK4 (fixed step), RK23 or RK45")
-    tdvp_opts.add_argument("--rtol-smooth", type=float, default=None,
+    tdvp_opts.add_argument("--rtol-smooth", type=nonnegative_float, default=None,
                            help="smooth pseudo-inverse cut-off relative to the largest eigenvalue of S (default 1e-4 "
                                 "when sampled: smaller cut-offs fit the sample noise; 1e-8 for the exact sum)")
     tdvp_opts.add_argument("--solver", choices=TDVP_SOLVERS, default="pinv_smooth",
                            help="linear solver of S θ̇ = F (snr: pseudo-inverse with the signal-to-noise filter)")
-    tdvp_opts.add_argument("--snr-tol", type=float, default=2.0, help="ε_SNR of --solver snr")
-    tdvp_opts.add_argument("--heldout-samples", type=int, default=0,
+    tdvp_opts.add_argument("--snr-tol", type=positive_float, default=2.0, help="ε_SNR of --solver snr")
+    tdvp_opts.add_argument("--heldout-samples", type=nonnegative_int, default=0,
                            help="also record the residual of θ̇ on this many independent samples at every save time")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.L, args.T, args.dt, args.n_save, args.samples, args.features = 2, 0.1, 0.05, 3, 256, 8
-        args.iterations, args.obs_samples = 20, 2000
+    args = parser.parse(argv, quick=dict(L=2, T=0.1, dt=0.05, n_save=3, samples=256, features=8, iterations=20,
+                                         obs_samples=2000))
     check_output(args.out, args.mode, "dynamics")
 
     if args.rtol_smooth is None:
@@ -112,7 +118,8 @@ def main(argv: list[str] | None = None) -> results.Result:
     result = results.load(args.out)
     print_dynamics_comparison(result, f"\ndissipative XYZ {args.L}x{args.L} Jx={args.Jx} Jy={args.Jy} Jz={args.Jz} "
                               f"gamma={args.gamma}, {args.method}, strings={args.strings}, "
-                              f"n_parameters={result.ansatz.get('n_parameters')}, {outcome.wall_time:.1f} s")
+                              f"n_parameters={result.ansatz.get('n_parameters')}, {outcome.wall_time:.1f} s",
+                              strict=args.strict)
     return result
 
 

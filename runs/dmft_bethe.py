@@ -15,7 +15,17 @@ coefficient c of Z⁻¹ = 1 + c U² + O(U⁴), printed beside Z. ``--mode resume
 
 from __future__ import annotations
 
-from _common import check_output, config_of, experiment_parser
+from _common import (
+    check_output,
+    config_of,
+    experiment_parser,
+    finite_float,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    script,
+)
 
 from nqs import results
 from nqs.dmft import DIRECTIONS, WEIGHTS, DMFTSettings, ExactSolver, sweep
@@ -25,24 +35,27 @@ SOLVERS = ("exact", "exact-t0", "nqs")
 
 def _parser():
     parser = experiment_parser(__doc__.splitlines()[0], "runs/out/dmft_bethe.h5")
-    parser.add_argument("--U", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 2.5, 3.0],
+    parser.add_argument("--U", type=finite_float, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 2.5, 3.0],
                         help="interactions (units of D), run in the order of --sweep")
-    parser.add_argument("--bath-sites", type=int, default=5, help="N_b, bath levels (one at 0 when odd)")
+    parser.add_argument("--bath-sites", type=positive_int, default=5, help="N_b, bath levels (one at 0 when odd)")
     parser.add_argument("--sweep", choices=DIRECTIONS, default="up",
                         help="up: increasing U from the metallic bath; down: decreasing U from the insulating one")
     parser.add_argument("--solver", choices=SOLVERS, default="exact",
                         help="exact: thermal ED at T = 1/beta; exact-t0: T = 0, degeneracy-averaged ground state; nqs: "
                         "VMC ground state (Transformer) + exact excitations, T = 0 (nqs.dmft_nqs; metallic side)")
-    parser.add_argument("--nqs-steps", type=int, default=1500,
+    parser.add_argument("--nqs-steps", type=nonnegative_int, default=1500,
                         help="VMC steps of the first impurity solve (--solver nqs; later ones: 300, warm-started)")
-    parser.add_argument("--nqs-lr", type=float, default=0.1, help="VMC learning rate (--solver nqs, full-sum SR)")
-    parser.add_argument("--nqs-features", type=int, default=16, help="Transformer width (--solver nqs)")
-    parser.add_argument("--beta", type=float, default=200.0, help="fictitious inverse temperature β_f (units 1/D)")
-    parser.add_argument("--n-fit", type=int, default=128, help="Matsubara frequencies in the bath fit")
+    parser.add_argument("--nqs-lr", type=positive_float, default=0.1,
+                        help="VMC learning rate (--solver nqs, full-sum SR)")
+    parser.add_argument("--nqs-features", type=positive_int, default=16, help="Transformer width (--solver nqs)")
+    parser.add_argument("--beta", type=positive_float, default=200.0,
+                        help="fictitious inverse temperature β_f (units 1/D)")
+    parser.add_argument("--n-fit", type=positive_int, default=128, help="Matsubara frequencies in the bath fit")
     parser.add_argument("--weights", choices=WEIGHTS, default="uniform", help="fit weights W_n (1 or 1/ω_n)")
-    parser.add_argument("--mixing", type=float, default=0.5, help="weight α of the new hybridisation")
-    parser.add_argument("--tol", type=float, default=1e-7, help="convergence: max |ΔΔ(iω_n)| between iterations")
-    parser.add_argument("--max-iterations", type=int, default=300)
+    parser.add_argument("--mixing", type=nonnegative_float, default=0.5, help="weight α of the new hybridisation")
+    parser.add_argument("--tol", type=positive_float, default=1e-7,
+                        help="convergence: max |ΔΔ(iω_n)| between iterations")
+    parser.add_argument("--max-iterations", type=positive_int, default=300)
     return parser
 
 
@@ -73,10 +86,9 @@ def _solver(args):
     return NQSSolver(choice=AnsatzChoice("transformer", features=args.nqs_features), settings=vmc, seed=args.seed)
 
 
+@script
 def main(argv: list[str] | None = None) -> results.Result:
-    args = _parser().parse_args(argv)
-    if args.quick:
-        args.U, args.bath_sites = [1.0, 2.0], 3
+    args = _parser().parse(argv, quick=dict(U=[1.0, 2.0], bath_sites=3))
     check_output(args.out, args.mode, "dmft")
     settings = DMFTSettings(n_bath=args.bath_sites, beta=args.beta, n_fit=args.n_fit, weights=args.weights,
                             mixing=args.mixing, tol=args.tol, max_iterations=args.max_iterations)

@@ -18,18 +18,16 @@ longer J2 = 0 chains. Energies are in Pauli units; divide by 4 for S·S units.
 
 from __future__ import annotations
 
-from _common import check_output
+from _common import check_output, script
 from _heisenberg import heisenberg_parser, run
 
 from nqs import results
 
 
+@script
 def main(argv: list[str] | None = None) -> results.Result:
     parser = heisenberg_parser(__doc__.splitlines()[0], "runs/out/heisenberg_chain.h5", L=16, steps=150)
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.L, args.layers, args.features, args.heads = 8, 1, 16, 2
-        args.steps, args.samples = 40, 256
+    args = parser.parse(argv, quick=dict(L=8, layers=1, features=16, heads=2, steps=40, samples=256))
     check_output(args.out, args.mode, "ground_state")
     return run(args, "chain")
 

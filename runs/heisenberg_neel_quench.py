@@ -28,7 +28,16 @@ starts from the MPS's uniform state ψ = 1.
 from __future__ import annotations
 
 import numpy as np
-from _common import add_ansatz_options, check_output, experiment_parser
+from _common import (
+    add_ansatz_options,
+    at_least,
+    check_output,
+    experiment_parser,
+    finite_float,
+    nonnegative_float,
+    nonnegative_int,
+    script,
+)
 from _quench import add_dynamics_options, ground_state_variables, quench_of, run_quench
 
 from ansatze.choice import build_ansatz
@@ -38,18 +47,18 @@ from hamiltonians import heisenberg
 from nqs import results
 
 
+@script
 def main(argv: list[str] | None = None) -> results.Result:
     parser = experiment_parser(__doc__.splitlines()[0], "runs/out/heisenberg_neel_quench.h5")
-    parser.add_argument("--L", type=int, default=12)
-    parser.add_argument("--J", type=float, default=1.0)
-    parser.add_argument("--hs0", type=float, default=4.0, help="staggered field of the pre-quench Hamiltonian")
-    parser.add_argument("--hs0-steps", type=int, default=300, help="VMC steps for the pre-quench ground state")
-    parser.add_argument("--epsilon", type=float, default=0.02, help="flipped-spin weight of the VMC start")
+    parser.add_argument("--L", type=at_least(2), default=12)
+    parser.add_argument("--J", type=finite_float, default=1.0)
+    parser.add_argument("--hs0", type=finite_float, default=4.0, help="staggered field of the pre-quench Hamiltonian")
+    parser.add_argument("--hs0-steps", type=nonnegative_int, default=300,
+                        help="VMC steps for the pre-quench ground state")
+    parser.add_argument("--epsilon", type=nonnegative_float, default=0.02, help="flipped-spin weight of the VMC start")
     add_dynamics_options(parser, T=2.0, dt=0.01, n_save=21, samples=0, method="teng")
     add_ansatz_options(parser)
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.L, args.T, args.dt, args.n_save, args.features, args.hs0_steps = 6, 0.02, 0.01, 2, 8, 10
+    args = parser.parse(argv, quick=dict(L=6, T=0.02, dt=0.01, n_save=2, features=8, hs0_steps=10))
     check_output(args.out, args.mode, "dynamics")
     quench = quench_of(args)
 

@@ -16,18 +16,16 @@ The reference is ED for L ≤ 4 and published ED energies for 6×6 (`nqs.exact.r
 
 from __future__ import annotations
 
-from _common import check_output
+from _common import check_output, script
 from _heisenberg import heisenberg_parser, run
 
 from nqs import results
 
 
+@script
 def main(argv: list[str] | None = None) -> results.Result:
     parser = heisenberg_parser(__doc__.splitlines()[0], "runs/out/heisenberg_square.h5", L=4, steps=300)
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.L, args.layers, args.features, args.heads = 4, 1, 8, 2
-        args.steps, args.samples = 15, 128
+    args = parser.parse(argv, quick=dict(L=4, layers=1, features=8, heads=2, steps=15, samples=128))
     check_output(args.out, args.mode, "ground_state")
     return run(args, "square")
 

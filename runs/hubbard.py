@@ -22,10 +22,18 @@ from _common import (
     add_ansatz_options,
     add_init_options,
     ansatz_choice,
+    at_least,
     check_output,
     config_of,
     experiment_parser,
+    finite_float,
     initial_parameters,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    sample_count,
+    script,
 )
 
 from ansatze.choice import build_ansatz
@@ -38,31 +46,29 @@ MAX_ED_STATES = 2**20  # nqs.vmc's default: the exact reference is ED up to this
 
 def parser() -> argparse.ArgumentParser:
     p = experiment_parser(__doc__.splitlines()[0], "runs/out/hubbard.h5")
-    p.add_argument("--L", type=int, default=8, help="sites (chain) or sites along x (with --Ly)")
-    p.add_argument("--Ly", type=int, default=None, help="sites along y: the L×Ly square lattice")
-    p.add_argument("--U", type=float, default=4.0)
-    p.add_argument("--t", type=float, default=1.0)
+    p.add_argument("--L", type=at_least(2), default=8, help="sites (chain) or sites along x (with --Ly)")
+    p.add_argument("--Ly", type=positive_int, default=None, help="sites along y: the L×Ly square lattice")
+    p.add_argument("--U", type=finite_float, default=4.0)
+    p.add_argument("--t", type=finite_float, default=1.0)
     p.add_argument("--boundary", choices=BOUNDARIES, default="pbc")
-    p.add_argument("--n-up", type=int, default=None, help="spin-up fermions (default: half filling)")
-    p.add_argument("--n-down", type=int, default=None, help="spin-down fermions (default: half filling)")
+    p.add_argument("--n-up", type=nonnegative_int, default=None, help="spin-up fermions (default: half filling)")
+    p.add_argument("--n-down", type=nonnegative_int, default=None, help="spin-down fermions (default: half filling)")
     add_ansatz_options(p, layers=2, features=16, heads=2)
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--samples", type=int, default=1024, help="samples per step (0: exact sum over the sector)")
-    p.add_argument("--lr", type=float, default=0.02)
-    p.add_argument("--diag-shift", type=float, default=1e-3)
+    p.add_argument("--steps", type=nonnegative_int, default=300)
+    p.add_argument("--samples", type=sample_count, default=1024, help="samples per step (0: exact sum over the sector)")
+    p.add_argument("--lr", type=positive_float, default=0.02)
+    p.add_argument("--diag-shift", type=nonnegative_float, default=1e-3)
     p.add_argument("--solver", choices=("sr", "minsr"), default="minsr")
-    p.add_argument("--chunk-size", type=int, default=None, help="samples per batch of local energies")
+    p.add_argument("--chunk-size", type=positive_int, default=None, help="samples per batch of local energies")
     add_init_options(p)
     return p
 
 
+@script
 def main(argv: list[str] | None = None) -> results.Result:
-    args = parser().parse_args(argv)
-    if args.quick:
-        args.L, args.Ly, args.U, args.layers, args.features, args.heads = 4, None, 4.0, 1, 8, 1
-        args.steps, args.samples = 30, 256
+    args = parser().parse(argv, quick=dict(L=4, Ly=None, U=4.0, layers=1, features=8, heads=1, steps=30, samples=256))
     if (args.n_up is None) != (args.n_down is None):
-        raise SystemExit("give both --n-up and --n-down, or neither (half filling)")
+        raise ValueError("give both --n-up and --n-down, or neither (half filling)")
     check_output(args.out, args.mode, "ground_state")
     shape = args.L if args.Ly is None else (args.L, args.Ly)
     numbers = None if args.n_up is None else (args.n_up, args.n_down)

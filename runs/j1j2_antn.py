@@ -21,7 +21,20 @@ import dataclasses
 import time
 from pathlib import Path
 
-from _common import add_dtype_option, check_output, config_of, experiment_parser
+from _common import (
+    add_dtype_option,
+    at_least,
+    check_output,
+    config_of,
+    experiment_parser,
+    finite_float,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    sample_count,
+    script,
+)
 
 from ansatze.choice import AnsatzChoice, build_ansatz
 from hamiltonians import heisenberg
@@ -35,23 +48,23 @@ MODELS = ("dmrg", "antn-blockwise", "antn-elementwise", "transformer")
 
 def parser() -> argparse.ArgumentParser:
     p = experiment_parser(__doc__.splitlines()[0], "runs/out/j1j2_antn")
-    p.add_argument("--L", type=int, default=4, help="sites per side (Lx)")
-    p.add_argument("--Ly", type=int, default=None, help="sites along y (default: L)")
-    p.add_argument("--J2", type=float, nargs="+", default=[0.2, 0.5, 0.8])
+    p.add_argument("--L", type=at_least(2), default=4, help="sites per side (Lx)")
+    p.add_argument("--Ly", type=positive_int, default=None, help="sites along y (default: L)")
+    p.add_argument("--J2", type=finite_float, nargs="+", default=[0.2, 0.5, 0.8])
     p.add_argument("--models", choices=MODELS, nargs="+", default=list(MODELS))
-    p.add_argument("--bond-dim", type=int, default=8, help="χ of the ANTN and of the DMRG baseline")
+    p.add_argument("--bond-dim", type=positive_int, default=8, help="χ of the ANTN and of the DMRG baseline")
     p.add_argument("--network", choices=("transformer", "rnn"), default="transformer",
                    help="the autoregressive network of the ANTN and of the plain-network row")
-    p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--features", type=int, default=16)
-    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--layers", type=positive_int, default=1)
+    p.add_argument("--features", type=positive_int, default=16)
+    p.add_argument("--heads", type=positive_int, default=2)
     add_dtype_option(p)
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--samples", type=int, default=1024)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--diag-shift", type=float, default=1e-3)
-    p.add_argument("--chunk-size", type=int, default=None, help="samples per batch of local energies")
-    p.add_argument("--dmrg-sweeps", type=int, default=30)
+    p.add_argument("--steps", type=nonnegative_int, default=300)
+    p.add_argument("--samples", type=sample_count, default=1024)
+    p.add_argument("--lr", type=positive_float, default=0.01)
+    p.add_argument("--diag-shift", type=nonnegative_float, default=1e-3)
+    p.add_argument("--chunk-size", type=positive_int, default=None, help="samples per batch of local energies")
+    p.add_argument("--dmrg-sweeps", type=positive_int, default=30)
     return p
 
 
@@ -126,16 +139,13 @@ def _print_table(rows: list[dict], n: int) -> None:
               f"{r['error'] / n:9.1e} {exact_text} {rel} {r['seconds']:9.1f}")
 
 
+@script
 def main(argv: list[str] | None = None) -> list[dict]:
-    args = parser().parse_args(argv)
-    if args.quick:
-        args.L, args.Ly, args.J2, args.bond_dim = 4, 2, [0.5], 4
-        args.layers, args.features, args.heads, args.steps, args.samples = 1, 8, 2, 10, 128
+    args = parser().parse(argv, quick=dict(L=4, Ly=2, J2=[0.5], bond_dim=4, layers=1, features=8, heads=2, steps=10,
+                                           samples=128))
     args.Ly = args.Ly or args.L
-    if args.bond_dim < 1 or args.steps < 0 or args.samples < 2:
-        raise SystemExit("need --bond-dim >= 1, --steps >= 0 and --samples >= 2")
     if args.out.exists() and not args.out.is_dir():
-        raise SystemExit(f"--out {args.out} is a file: this script writes one result file per (J2, model) into a "
+        raise ValueError(f"--out {args.out} is a file: this script writes one result file per (J2, model) into a "
                          "folder; choose a folder")
     args.out.mkdir(parents=True, exist_ok=True)
     for J2 in args.J2:

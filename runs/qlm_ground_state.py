@@ -26,7 +26,14 @@ from _common import (
     check_output,
     config_of,
     experiment_parser,
+    finite_float,
     initial_parameters,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    sample_count,
+    script,
 )
 from _quantum_link import add_model_options, build_system
 
@@ -38,23 +45,22 @@ from nqs.vmc import VMCSettings, ground_state
 def _parser():
     parser = experiment_parser(__doc__.splitlines()[0], "runs/out/qlm_ground_state.h5")
     model = add_model_options(parser, m=0.5)
-    model.add_argument("--masses", type=float, nargs="+", default=None, help="scan these masses instead of --m")
-    model.add_argument("--levels", type=int, default=3,
+    model.add_argument("--masses", type=finite_float, nargs="+", default=None, help="scan these masses instead of --m")
+    model.add_argument("--levels", type=positive_int, default=3,
                        help="exact levels to print above the ground state (gaps: vacuum splitting, meson masses)")
     method = parser.add_argument_group("VMC")
-    method.add_argument("--steps", type=int, default=400)
-    method.add_argument("--samples", type=int, default=1024)
-    method.add_argument("--lr", type=float, default=0.05)
-    method.add_argument("--diag-shift", type=float, default=1e-3)
+    method.add_argument("--steps", type=nonnegative_int, default=400)
+    method.add_argument("--samples", type=sample_count, default=1024)
+    method.add_argument("--lr", type=positive_float, default=0.05)
+    method.add_argument("--diag-shift", type=nonnegative_float, default=1e-3)
     add_ansatz_options(parser, layers=2, features=16)
     add_init_options(parser)
     return parser
 
 
+@script
 def main(argv: list[str] | None = None) -> results.Result:
-    args = _parser().parse_args(argv)
-    if args.quick:
-        args.N, args.layers, args.features, args.steps, args.samples = 6, 1, 8, 30, 256
+    args = _parser().parse(argv, quick=dict(N=6, layers=1, features=8, steps=30, samples=256))
     masses = args.masses or [args.m]
     outs = [args.out if len(masses) == 1 else args.out.with_name(f"{args.out.stem}_m{m:g}{args.out.suffix}")
             for m in masses]

@@ -27,7 +27,15 @@ without its background field (two for half-integer S at m0 > 0 on a ring, else o
 from __future__ import annotations
 
 import numpy as np
-from _common import add_ansatz_options, check_output, experiment_parser
+from _common import (
+    add_ansatz_options,
+    check_output,
+    experiment_parser,
+    finite_float,
+    nonnegative_int,
+    positive_int,
+    script,
+)
 from _quantum_link import add_model_options, build_system
 from _quench import add_dynamics_options, ground_state_variables, quench_of, run_quench
 
@@ -41,11 +49,12 @@ def _parser():
     parser = experiment_parser(__doc__.splitlines()[0], "runs/out/qlm_quench.h5")
     add_model_options(parser, m=0.0, when="after the quench")
     start = parser.add_argument_group("initial state (VMC ground state of the pre-quench Hamiltonian)")
-    start.add_argument("--m0", type=float, default=4.0, help="pre-quench mass (≫ J: vacuum, ≪ −J: charges)")
-    start.add_argument("--g2-0", type=float, default=None, help="pre-quench g² (default: --g2)")
-    start.add_argument("--eps-bg0", type=float, default=None, help="pre-quench ε_bg (default: --eps-bg)")
-    start.add_argument("--m0-steps", type=int, default=300, help="VMC steps for the pre-quench ground state")
-    start.add_argument("--manifold", type=int, default=None,
+    start.add_argument("--m0", type=finite_float, default=4.0, help="pre-quench mass (≫ J: vacuum, ≪ −J: charges)")
+    start.add_argument("--g2-0", type=finite_float, default=None, help="pre-quench g² (default: --g2)")
+    start.add_argument("--eps-bg0", type=finite_float, default=None, help="pre-quench ε_bg (default: --eps-bg)")
+    start.add_argument("--m0-steps", type=nonnegative_int, default=300,
+                       help="VMC steps for the pre-quench ground state")
+    start.add_argument("--manifold", type=positive_int, default=None,
                        help="lowest pre-quench eigenstates spanning the vacuum manifold (default: 2 for half-integer "
                             "S, m0 > 0 and a ring, else 1)")
     add_dynamics_options(parser, T=3.0, dt=0.02, n_save=31, samples=0)
@@ -53,11 +62,9 @@ def _parser():
     return parser
 
 
+@script
 def main(argv: list[str] | None = None) -> results.Result:
-    args = _parser().parse_args(argv)
-    if args.quick:
-        args.N, args.T, args.dt, args.n_save = 4, 0.1, 0.02, 3
-        args.layers, args.features, args.m0_steps = 1, 8, 20
+    args = _parser().parse(argv, quick=dict(N=4, T=0.1, dt=0.02, n_save=3, layers=1, features=8, m0_steps=20))
     check_output(args.out, args.mode, "dynamics")
     quench = quench_of(args)
     system = build_system(args)

@@ -15,7 +15,7 @@ uses exact autoregressive samples (Metropolis for the RBM).
 
 from __future__ import annotations
 
-from _common import add_ansatz_options, check_output, experiment_parser
+from _common import add_ansatz_options, at_least, check_output, experiment_parser, finite_float, nonnegative_int, script
 from _quench import add_dynamics_options, ground_state_variables, quench_of, run_quench
 
 from ansatze.choice import build_ansatz
@@ -25,16 +25,15 @@ from nqs import results
 H_CRITICAL = 3.04438
 
 
+@script
 def main(argv: list[str] | None = None) -> results.Result:
     parser = experiment_parser(__doc__.splitlines()[0], "runs/out/tfim2d_quench.h5")
-    parser.add_argument("--L", type=int, default=3, help="linear size (N = L²)")
-    parser.add_argument("--h", type=float, default=2 * H_CRITICAL, help="transverse field after the quench")
-    parser.add_argument("--fit-steps", type=int, default=300, help="VMC steps fitting the RBM to |→⟩")
+    parser.add_argument("--L", type=at_least(2), default=3, help="linear size (N = L²)")
+    parser.add_argument("--h", type=finite_float, default=2 * H_CRITICAL, help="transverse field after the quench")
+    parser.add_argument("--fit-steps", type=nonnegative_int, default=300, help="VMC steps fitting the RBM to |→⟩")
     add_dynamics_options(parser, T=1.0, dt=0.005, n_save=21, samples=0, method="teng")
     add_ansatz_options(parser)
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.L, args.T, args.dt, args.n_save, args.features, args.fit_steps = 2, 0.04, 0.01, 3, 8, 20
+    args = parser.parse(argv, quick=dict(L=2, T=0.04, dt=0.01, n_save=3, features=8, fit_steps=20))
     check_output(args.out, args.mode, "dynamics")
     quench = quench_of(args)
 

@@ -41,10 +41,18 @@ from _common import (
     add_ansatz_options,
     add_init_options,
     ansatz_choice,
+    at_least,
     check_output,
     config_of,
     experiment_parser,
+    finite_float,
     initial_parameters,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    sample_count,
+    script,
 )
 
 from ansatze.choice import build_ansatz
@@ -59,28 +67,28 @@ def _parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--model", choices=("z2", "toric"), default="z2",
                        help="pure Z2 gauge theory or toric code in fields")
-    model.add_argument("--L", type=int, default=4, help="linear size of the torus (2L² links)")
-    model.add_argument("--g", type=float, default=0.3, help="electric coupling of the Z2 gauge theory")
-    model.add_argument("--couplings", type=float, nargs="+", default=None,
+    model.add_argument("--L", type=at_least(2), default=4, help="linear size of the torus (2L² links)")
+    model.add_argument("--g", type=finite_float, default=0.3, help="electric coupling of the Z2 gauge theory")
+    model.add_argument("--couplings", type=finite_float, nargs="+", default=None,
                        help="scan these couplings instead of --g (--hx for the toric code)")
     model.add_argument("--sector", choices=("trivial", "all"), default="trivial",
                        help="topological sector of the Z2 gauge theory")
-    model.add_argument("--Jv", type=float, default=1.0, help="star coupling (toric code)")
-    model.add_argument("--Jp", type=float, default=1.0, help="plaquette coupling (toric code)")
-    model.add_argument("--hx", type=float, default=0.0, help="σˣ field (toric code)")
-    model.add_argument("--hz", type=float, default=0.0, help="σᶻ field (toric code; breaks the Gauss law)")
+    model.add_argument("--Jv", type=finite_float, default=1.0, help="star coupling (toric code)")
+    model.add_argument("--Jp", type=finite_float, default=1.0, help="plaquette coupling (toric code)")
+    model.add_argument("--hx", type=finite_float, default=0.0, help="σˣ field (toric code)")
+    model.add_argument("--hz", type=finite_float, default=0.0, help="σᶻ field (toric code; breaks the Gauss law)")
     model.add_argument("--loops", choices=("all", "creutz"), default="all",
                        help="measure every Wilson loop R×T (R ≤ T ≤ L//2) or only those of χ(L//2, L//2) (about "
                        "3× cheaper observables on 8×8)")
     method = parser.add_argument_group("VMC")
-    method.add_argument("--steps", type=int, default=300)
-    method.add_argument("--samples", type=int, default=1024)
-    method.add_argument("--lr", type=float, default=0.05)
-    method.add_argument("--diag-shift", type=float, default=1e-4)
-    method.add_argument("--final-samples", type=int, default=None,
+    method.add_argument("--steps", type=nonnegative_int, default=300)
+    method.add_argument("--samples", type=sample_count, default=1024)
+    method.add_argument("--lr", type=positive_float, default=0.05)
+    method.add_argument("--diag-shift", type=nonnegative_float, default=1e-4)
+    method.add_argument("--final-samples", type=positive_int, default=None,
                         help="samples of the final energy and observables (default 8 × --samples; on 8×8 the "
                         "Wilson loops cost ~1 000 forward passes per sample)")
-    method.add_argument("--chunk-size", type=int, default=None,
+    method.add_argument("--chunk-size", type=positive_int, default=None,
                         help="samples per forward-pass chunk (8×8: 64; unchunked, the final Wilson loops of 512 "
                         "samples take > 20 GB)")
     add_ansatz_options(parser, layers=2, features=16)
@@ -90,10 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@script
 def main(argv: list[str] | None = None) -> results.Result:
-    args = _parser().parse_args(argv)
-    if args.quick:
-        args.L, args.layers, args.features, args.steps, args.samples = 3, 1, 8, 30, 256
+    args = _parser().parse(argv, quick=dict(L=3, layers=1, features=8, steps=30, samples=256))
+    if args.quick and args.final_samples is None:
         args.final_samples = args.samples  # the observables stay compiled for one sample count: ~10 s less
     name = "g" if args.model == "z2" else "hx"
     couplings = args.couplings or [args.g if args.model == "z2" else args.hx]

@@ -22,6 +22,23 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
+def load_script(monkeypatch):
+    """load_script(name): the module of `runs/<name>.py`, imported as running the script does (its folder, runs/,
+    first on sys.path, so that its `from _common import ...` works); its ``main(argv)`` runs in this process."""
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(REPO / "runs"))
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"runs_{name}", REPO / "runs" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture()
 def interrupt_at_row(monkeypatch):
     """interrupt_at_row(k): from now on the run layer raises KeyboardInterrupt when a method appends its k-th history
     row (1-based, counted from this call), as an interrupted process would stop; the rows before it are written."""
@@ -48,8 +65,8 @@ def interrupt_at_row(monkeypatch):
 # one worker from finishing a long file alone at the end (longest-processing-time-first scheduling)
 LONGEST_FILES_FIRST = ("test_autoregressive.py", "test_quantum_link.py", "test_sharding.py", "test_povm_context.py",
                        "test_vmc.py", "test_mps.py", "test_tdvp.py", "test_projected_vmc.py", "test_povm_sampled.py",
-                       "test_runs.py", "test_teng.py", "test_hubbard.py", "test_antn.py", "test_fermion_lindblad.py",
-                       "test_dmft.py")
+                       "test_runs.py", "test_user_numbers.py", "test_teng.py", "test_kill.py", "test_hubbard.py",
+                       "test_antn.py", "test_fermion_lindblad.py", "test_dmft.py")
 
 
 def pytest_collection_modifyitems(items):

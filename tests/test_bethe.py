@@ -83,13 +83,29 @@ def test_bad_input_raises(kwargs):
         bethe_ground_state_energy(L, **kwargs)
 
 
+# Published Lanczos ED ground-state energies of the 6×6 square lattice, typed here from the source (not taken from
+# nqs, so that a wrong digit in nqs/reference_energies.py fails): varbench (Wu et al., Science 386, 296 (2024)),
+# github.com/varbench/varbench, Heisenberg/square_36_P.md, Heisenberg/square_36_O.md and J1J2/square_36_P_0.5.md,
+# "Exact diagonalization" rows. varbench writes H = Σ σ·σ (Pauli matrices, J1 = 1): totals in nqs' Pauli units.
+# The library stores 7 decimals (of the total for J2 = 0, of E/N in S·S units for J2 = 0.5): the tolerance is half a
+# unit of that last digit, so any wrong stored digit fails.
+VARBENCH_6X6 = [  # (pbc, J2, E total in Pauli units, tolerance on the total)
+    (True, 0.0, -97.7575895972357, 5e-8),
+    (False, 0.0, -86.9071441699763, 5e-8),
+    (True, 0.5, -72.548590160286, 4 * 36 * 5e-8),
+]
+
+
 def test_reference_energies_beyond_exact_diagonalisation():
     value, source = exact.reference_ground_state_energy("chain", 100, pbc=False)
     assert value == bethe_ground_state_energy(100, pbc=False) and "Bethe" in source
-    value, source = exact.reference_ground_state_energy("square", 6, pbc=True)
-    assert value / 36 == pytest.approx(4 * -97.7575896 / 144, abs=1e-12) and "ED" in source
-    assert exact.reference_ground_state_energy("square", 6, pbc=True, units="spin")[0] / 36 == pytest.approx(
-        -0.6788721, abs=1e-6)
+    for pbc, J2, published, tol in VARBENCH_6X6:
+        value, source = exact.reference_ground_state_energy("square", 6, pbc=pbc, J2=J2)
+        assert value == pytest.approx(published, abs=tol) and "ED" in source, (pbc, J2)
+        spin, _ = exact.reference_ground_state_energy("square", 6, pbc=pbc, J2=J2, units="spin")
+        assert spin == pytest.approx(published / 4, abs=tol / 4)  # S = σ/2: S·S = σ·σ/4
+        scaled, _ = exact.reference_ground_state_energy("square", 6, pbc=pbc, J=0.5, J2=0.5 * J2)
+        assert scaled == pytest.approx(0.5 * published, abs=tol)  # linear in J at fixed J2/J
     assert exact.reference_ground_state_energy("square", 8, pbc=True) is None
     assert exact.reference_ground_state_energy("chain", 20, J2=0.5) is None
     big = nqs.System(builder="test.spins", hilbert=nk.hilbert.Spin(0.5, 100),

@@ -79,17 +79,44 @@ def test_console_entry_point(folder):
     assert proc.returncode == 2 and "is not an nqs result file" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_plot_overlays_exact_time_series(tmp_path, capsys):
+def test_plot_overlays_exact_time_series(tmp_path, capsys, monkeypatch):
+    """Each quantity's panel carries the exact series as one dashed line through exactly the stored exact values at
+    the stored times (the same float64 numbers back from HDF5: 1e-12), beside the variational curve 1e-3 away, which
+    is larger than the tolerance by nine orders (a panel that drew the variational data, or the exact one against
+    the steps, as "exact" fails); the energy's relative-error panel shows |E − E_exact|/|E_exact| = 1e-3 t/3."""
+    from matplotlib.figure import Figure
+
+    figures, savefig = [], Figure.savefig
+
+    def keep(fig, *args, **kwargs):  # the figure the CLI writes, inspected after the PNG is written
+        figures.append(fig)
+        return savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
     times = np.linspace(0, 1, 11)
+    exact = {"magnetization_x": np.cos(times), "energy": np.full_like(times, -3.0)}
     with ResultFile(tmp_path / "dyn.h5", kind="dynamics") as f:
         f.write_exact("time", times)
-        f.write_exact("magnetization_x", np.cos(times))
-        f.write_exact("energy", np.full_like(times, -3.0))
+        for name, series in exact.items():
+            f.write_exact(name, series)
         for i, t in enumerate(times):
             f.append({"step": i, "time": t, "magnetization_x": np.cos(t) + 1e-3, "magnetization_x_error": 1e-3,
                       "energy": -3.0 + 1e-3 * t, "energy_error": 1e-3})
     assert main(["plot", str(tmp_path / "dyn.h5")]) == 0
     assert (tmp_path / "dyn.png").stat().st_size > 1000
+    (fig,) = figures
+    panels = {ax.get_ylabel(): ax for ax in fig.axes}
+    variational = {"magnetization_x": np.cos(times) + 1e-3, "energy": -3.0 + 1e-3 * times}
+    for name, series in exact.items():
+        lines = [line for line in panels[name].get_lines() if line.get_label() == "exact"]
+        assert len(lines) == 1 and lines[0].get_linestyle() == "--", name
+        np.testing.assert_allclose(lines[0].get_xdata(), times, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(lines[0].get_ydata(), series, rtol=0, atol=1e-12)
+        (bars,) = [c for c in panels[name].containers if c.get_label() == "variational"]
+        np.testing.assert_allclose(bars.lines[0].get_ydata(), variational[name], rtol=0, atol=1e-12)
+    (rel,) = panels["|E - E_exact| / |E_exact|"].get_lines()  # t = 0 (zero error) is not drawn on the log axis
+    np.testing.assert_allclose(rel.get_xdata(), times[1:], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(rel.get_ydata(), 1e-3 * times[1:] / 3, rtol=1e-9)
     assert main(["plot", str(tmp_path / "dyn.h5"), "--quantity", "nonexistent"]) == 2
     err = capsys.readouterr().err
     assert "nqs plot:" in err and "no history column 'nonexistent'" in err

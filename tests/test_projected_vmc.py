@@ -142,7 +142,7 @@ def test_bad_input_is_refused(small_transformer, monkeypatch):
     staggered = heisenberg(8, J2=0.2, marshall=True, h_staggered=0.5)  # breaks the one-site translation
     with pytest.raises(ValueError, match="does not commute"):
         projected_ground_state(staggered, small_transformer, SPACE, SETTINGS, exact=False, progress=False)
-    with pytest.raises(ValueError, match="closed systems"):
+    with pytest.raises(ValueError, match="closed system"):
         projected_ground_state(with_jumps(J1J2, dephasing=1.0), small_transformer, SPACE, SETTINGS,
                                progress=False)
     other = heisenberg(6, J2=0.2)

@@ -6,7 +6,7 @@ script; `runs/` goes on sys.path as it does when a script is started directly (t
 not scripts)."""
 
 import importlib
-import importlib.util
+import re
 
 import h5py
 import numpy as np
@@ -23,9 +23,7 @@ from nqs.system import System
 # (j1j2_antn: tests/test_antn.py)
 FOLDER_OUTPUT = {"j1j2_antn"}
 SCRIPTS = sorted(s for s in (REPO / "runs").glob("*.py") if not s.name.startswith("_") and s.stem not in FOLDER_OUTPUT)
-# the TFIM quench runs NetKet's RBM (Metropolis samples, fitted |→⟩ start); its autoregressive path is the
-# default of the other quench scripts
-EXTRA_ARGS = {"tfim_quench": ["--ansatz", "rbm", "--alpha", "1", "--rtol-smooth", "1e-6"]}
+
 
 
 # the slowest smoke runs, whose pieces have their own default tests (2D Transformer VMC; staggered-field VMC then
@@ -37,35 +35,52 @@ SLOW = {"heisenberg_square", "heisenberg_neel_quench", "dissipative_xyz_dynamics
         "dissipative_tfi_steady_state", "qlm_ground_state", "z2_gauge", "qlm_quench", "hubbard"}
 
 
-def _load_script(script, monkeypatch):
-    """The script module, imported as running it does: its folder (runs/) first on sys.path."""
-    monkeypatch.syspath_prepend(str(REPO / "runs"))
-    spec = importlib.util.spec_from_file_location(f"runs_{script.stem}", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize(
     "script", [pytest.param(s, id=s.stem, marks=[pytest.mark.slow] if s.stem in SLOW else []) for s in SCRIPTS]
 )
-def test_script_runs_quick(script, tmp_path, capsys, monkeypatch):
-    module = _load_script(script, monkeypatch)
+def test_script_runs_quick(script, tmp_path, capsys, load_script):
+    module = load_script(script.stem)
     out = tmp_path / f"{script.stem}.h5"
-    module.main(["--quick", "--quiet", "--out", str(out), *EXTRA_ARGS.get(script.stem, [])])
+    module.main(["--quick", "--quiet", "--out", str(out)])
     assert "exact" in capsys.readouterr().out
     res = results.load(out)
     assert res.attrs["config"]["quick"] is True
     assert len(res.history["step"]) > 0 and res.exact
-    if script.stem == "heisenberg_chain":  # the main job: the L = 8 Transformer ground state within 1e-3 of exact
-        energy, exact = res.history["energy"][-1], res.exact["energy"]
-        assert abs(energy - exact) < 1e-3 * abs(exact), (energy, exact)
-    if script.stem == "tfim_quench":
-        assert res.ansatz["name"] == "RBM" and res.ansatz["alpha"] == 1
-        mx = res.history["magnetization_x_fullsum"]
-        assert abs(mx[0] - 1) < 2e-2  # the fitted start is close to |→⟩ ...
-        np.testing.assert_allclose(mx, res.exact["magnetization_x"][: len(mx)], atol=2e-2)  # ... and stays on track
+    check_quick_result(script.stem, res)
 
+
+# What each script's --quick run must reach against its exact reference: the bound and (comment) the value measured
+# on 2026-12-07. Dynamics: the largest infidelity over the save points and max_t |Δ obs| (the variational state's
+# exact-sum value where the run records one, else its estimate); ground states: the final relative energy error.
+QUICK_BOUNDS = {
+    "heisenberg_chain": {"energy": 1e-3},  # the main job, L = 8 Transformer: 5.0e-4
+    "tfim_quench": {"infidelity": 1e-6, "magnetization_x": 1e-5},  # MPS χ = 8 at L = 6: 1.4e-8, 1.1e-6
+    "tfim2d_quench": {"infidelity": 1e-5, "magnetization_x": 1e-3},  # 2×2 TENG: 8.1e-7, 1.1e-4
+    "heisenberg_neel_quench": {"infidelity": 1e-5, "staggered_magnetization_z": 1e-4},  # L = 6: 1.8e-6, 2.0e-5
+    "qlm_quench": {"infidelity": 1e-8, "chiral_condensate": 1e-5},  # N = 4: 5.6e-10, 3.4e-7
+    "z2_gauge": {"energy": 1e-2},  # L = 3, 30 steps: 2.6e-3
+    "dissipative_hubbard": {"N": 5e-2},  # POVM trapezoid, 20 Adam iterations per step: 1.7e-2
+    "dissipative_xyz_dynamics": {"magnetization_z": 5e-2},  # 2×2 to t = 0.1: 1.7e-2
+    # 15-30 steps are far from converged: the variational bound E ≥ E0 only (measured 1.7e-1, 2.1e-1, 7.1e-2)
+    "heisenberg_square": {"energy": None}, "hubbard": {"energy": None}, "qlm_ground_state": {"energy": None},
+    # dissipative_tfi_steady_state (40 iterations: m_z −0.955 against −0.807) and dmft_bethe (Z against the
+    # exact solver's own loop) have no --quick accuracy to check
+}
+
+
+def check_quick_result(name: str, res: results.Result) -> None:
+    for quantity, bound in QUICK_BOUNDS.get(name, {}).items():
+        if quantity == "infidelity":
+            assert np.nanmax(res.history["infidelity"]) < bound, (name, res.history["infidelity"])
+        elif res.kind == "ground_state":
+            energy, error, exact = res.history["energy"][-1], res.history["energy_error"][-1], res.exact["energy"]
+            assert energy > exact - 5 * error - 1e-9 * abs(exact), (name, energy, error, exact)  # variational
+            assert bound is None or abs(energy - exact) < bound * abs(exact), (name, energy, exact)
+        else:
+            column = res.history.get(f"{quantity}_fullsum")
+            column = res.history[quantity] if column is None or not np.isfinite(column).any() else column
+            deviation = np.nanmax(np.abs(column - results.exact_on_history(res, quantity)))
+            assert deviation < bound, (name, quantity, deviation)
 
 
 def test_rbm_option_refuses_what_it_cannot_do():
@@ -116,9 +131,9 @@ def test_spin_flip_rbm_is_even_under_the_global_flip():
 
 
 @pytest.mark.slow  # the projected search's accuracy is in tests/test_projected_vmc.py; this is the script's route to it
-def test_chain_script_coherent_projection(tmp_path, monkeypatch, capsys):
+def test_chain_script_coherent_projection(tmp_path, load_script, capsys):
     """--coherent: the quick 8-site J1-J2 chain, projected on the space group × flip, reaches ED."""
-    module = _load_script(REPO / "runs" / "heisenberg_chain.py", monkeypatch)
+    module = load_script("heisenberg_chain")
     out = tmp_path / "coherent.h5"
     module.main(["--quick", "--quiet", "--out", str(out), "--J2", "0.2", "--symmetry", "space", "--spin-flip",
                  "--coherent", "--lr", "0.05", "--diag-shift", "1e-4"])
@@ -126,8 +141,9 @@ def test_chain_script_coherent_projection(tmp_path, monkeypatch, capsys):
     res = results.load(out)
     assert res.method["name"] == "nqs.projected_vmc.projected_ground_state"
     assert abs(res.history["energy"][-1] - res.exact["energy"]) < 1e-6 * abs(res.exact["energy"])
-    with pytest.raises(ValueError, match="--symmetry"):
+    with pytest.raises(SystemExit, match="2"):
         module.main(["--quick", "--quiet", "--out", str(tmp_path / "x.h5"), "--coherent"])
+    assert "--coherent projects onto an irrep of the --symmetry group" in capsys.readouterr().err
 
 
 def _refuse(*args, **kwargs):
@@ -147,33 +163,36 @@ def _other_result(path):
 
 @pytest.mark.parametrize("existing", [_foreign_hdf5, _other_result], ids=["foreign_hdf5", "other_result"])
 @pytest.mark.parametrize("script", [pytest.param(s, id=s.stem) for s in SCRIPTS])
-def test_script_refuses_an_existing_file_before_building_anything(script, existing, tmp_path, monkeypatch):
+def test_script_refuses_an_existing_file_before_building_anything(script, existing, tmp_path, monkeypatch, load_script,
+                                                                  capsys):
     """The default --mode fail stops with a message naming --mode overwrite/resume before a system, an exact
     reference or a model is built, and leaves the file byte-identical."""
-    module = _load_script(script, monkeypatch)
+    module = load_script(script.stem)
     monkeypatch.setattr(System, "__post_init__", _refuse)
     monkeypatch.setattr(nqs.exact, "ground_state", _refuse)
     out = tmp_path / "existing.h5"
     existing(out)
     before = out.read_bytes()
-    with pytest.raises(SystemExit, match=r"exists: pass --mode overwrite to replace it, --mode resume to continue it"):
+    with pytest.raises(SystemExit, match="2"):
         module.main(["--quick", "--quiet", "--out", str(out)])
+    assert "exists: pass --mode overwrite to replace it, --mode resume to continue it" in capsys.readouterr().err
     assert out.read_bytes() == before
 
 
-def test_resume_refuses_a_foreign_file_before_building_anything(tmp_path, monkeypatch):
-    module = _load_script(REPO / "runs" / "tfim2d_quench.py", monkeypatch)
+def test_resume_refuses_a_foreign_file_before_building_anything(tmp_path, monkeypatch, load_script, capsys):
+    module = load_script("tfim2d_quench")
     monkeypatch.setattr(System, "__post_init__", _refuse)
     out = tmp_path / "foreign.h5"
     _foreign_hdf5(out)
     before = out.read_bytes()
-    with pytest.raises(SystemExit, match="cannot resume .* not an nqs result file"):
+    with pytest.raises(SystemExit, match="2"):
         module.main(["--quick", "--quiet", "--out", str(out), "--mode", "resume"])
+    assert re.search("cannot resume .* not an nqs result file", capsys.readouterr().err)
     assert out.read_bytes() == before
 
 
-def test_overwrite_replaces_a_foreign_file(tmp_path, monkeypatch, capsys):
-    module = _load_script(REPO / "runs" / "tfim2d_quench.py", monkeypatch)
+def test_overwrite_replaces_a_foreign_file(tmp_path, load_script, capsys):
+    module = load_script("tfim2d_quench")
     out = tmp_path / "foreign.h5"
     _foreign_hdf5(out)
     module.main(["--quick", "--quiet", "--out", str(out), "--mode", "overwrite"])

@@ -72,6 +72,11 @@ def test_tangent_start_accepts_a_site_dependent_product_start(xyz_2x2):
     neel = nk.vqs.FullSumState(vstate.hilbert, model, seed=0)
     ctx = make_context(system, neel, POVM.tetrahedral())
     log_p = ctx.log_probabilities(neel.parameters)
-    report = tangent_start(system, neel, n_samples=512, n_iter=20)
+    report = tangent_start(system, neel, n_samples=512, n_iter=100, learning_rate=2e-2)
     np.testing.assert_allclose(ctx.log_probabilities(neel.parameters), log_p, atol=1e-12)
-    assert report.residual_after <= report.residual_before
+    # r² is the fraction of Var(L_loc) (the first step) that the head tangent space misses, on 512 held-out samples:
+    # 0.71 at the staggered start. As for the uniform start above, the fit must recover at least 80 % of what was
+    # missing; measured r² 0.71 → 0.036 (a factor 20, so the bound of 5 leaves a margin of 4). A fit that does
+    # nothing keeps r² and fails.
+    assert report.residual_before > 0.05
+    assert report.residual_after < 0.2 * report.residual_before

@@ -158,12 +158,13 @@ def open_povm_run(kind: str, name: str, system: System, vstate: Any, settings: A
 
 
 def restore(run: Run, fresh: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """(run state, step of its checkpoint): the checkpoint of a resumed run, else `fresh` at step 0. A run state is the
+    """(run state, step of its checkpoint): the checkpoint of a resumed run, else `fresh` at step −1 (nothing recorded
+    yet; a checkpoint taken at save point 0 has step 0, and its row must not be recorded twice). A run state is the
     parameters "params" and the method's own state, which the checkpoint stores apart."""
     params, state = fresh["params"], {k: v for k, v in fresh.items() if k != "params"}
     checkpoint = run.restore(params, state)
     if checkpoint is None:
-        return fresh, 0
+        return fresh, -1
     return {**checkpoint.state, "params": checkpoint.params}, checkpoint.step
 
 
@@ -174,7 +175,9 @@ def record_evolution(name: str, system: System, vstate: Any, settings: Any, povm
     """The frame of a POVM time evolution `name`: the run (kind "dynamics"), the run state restored from its
     checkpoint or `fresh` ({"initial": parameters at t = 0, "params", ...}), the exact reference from "initial" on
     `settings.times` (`diagnostics.exact_dynamics`) and the recorder. `steps(recorder, run, state, index)` moves the
-    run state from save point `index` to the end and returns the final parameters, which `vstate` receives."""
+    run state from save point `index` to the end and returns the final parameters, which `vstate` receives; `index` is
+    −1 for a fresh start, which records save point 0 first (a run resumed from its checkpoint at save point 0 has
+    recorded it, and recording it again would add a row and draw another random key)."""
     t_start = time.perf_counter()
     with open_povm_run("dynamics", name, system, vstate, settings, povm, ctx, seed, ansatz, **run) as recording:
         state, index = restore(recording, fresh)

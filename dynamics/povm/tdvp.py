@@ -240,8 +240,8 @@ def _check_full_sum_jacobian(ctx: PovmContext, flat: jax.Array) -> None:
 
 def _integrate(ctx: PovmContext, settings: PovmTDVPSettings, unravel: Callable, recorder: Recorder,
                run: Run, state: dict[str, Any], first: int) -> jax.Array:
-    """Integrate from the state of save point `first` (recorded first when 0) to t_end, with a row and a checkpoint
-    at every save point; returns the final flat parameters."""
+    """Integrate from the state of save point `first` (−1: a fresh start, which records save point 0 first) to t_end,
+    with a row and a checkpoint at every save point; returns the final flat parameters."""
     times = settings.times
     rhs, heldout = make_tdvp_rhs(ctx, settings, unravel)
     flow = _Flow(rhs, state["key"])
@@ -257,8 +257,9 @@ def _integrate(ctx: PovmContext, settings: PovmTDVPSettings, unravel: Callable, 
         run.checkpoint(index, params, {"initial": state["initial"], "t": float(integrator.t),
                                        "dt": float(integrator.dt), "steps": n_steps, "key": flow.key})
 
-    if first == 0:
+    if first < 0:
         save_point(0)
+        first = 0
     bar = run.progress_bar(float(times[-1]), "POVM-TDVP", initial=float(state["t"]), unit="time",
                            bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}{postfix}]")
     for index in range(first + 1, len(times)):

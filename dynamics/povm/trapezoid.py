@@ -187,8 +187,8 @@ def evolve_trapezoid(system: System, vstate: Any, settings: TrapezoidSettings | 
 
 def _run_steps(ctx: PovmContext, settings: TrapezoidSettings, recorder: Recorder, run: Run,
                state: dict[str, Any], index: int):
-    """The trapezoid steps after save point `index` (recorded first when 0), with a row and a checkpoint at every save
-    point; returns the final parameters."""
+    """The trapezoid steps after save point `index` (−1: a fresh start, which records save point 0 first), with a row
+    and a checkpoint at every save point; returns the final parameters."""
     params, key, initial = state["params"], state["key"], state["initial"]
 
     def save_point(i: int, diagnostics: dict[str, float] | None = None) -> None:
@@ -197,8 +197,9 @@ def _run_steps(ctx: PovmContext, settings: TrapezoidSettings, recorder: Recorder
         recorder.record(i, float(settings.times[i]), params, sub, diagnostics, exact_index=i)
         run.checkpoint(i, params, {"initial": initial, "key": key})
 
-    if index == 0:
+    if index < 0:
         save_point(0)
+        index = 0
     step = make_trapezoid_step(ctx, settings)
     save_every, h = settings.steps_per_save, settings.step_size
     losses, first = [], []
