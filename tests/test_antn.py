@@ -190,14 +190,16 @@ def test_script_starts_the_antn_at_the_dmrg_energy(tmp_path, monkeypatch, capsys
     assert "rel. error" in capsys.readouterr().out
 
 
-def test_script_refuses_existing_results_and_a_file_as_folder(tmp_path, monkeypatch):
+def test_script_refuses_existing_results_and_a_file_as_folder(tmp_path, monkeypatch, capsys):
     module = _script(monkeypatch)
     (tmp_path / "L4x2_J2=0.5_dmrg.h5").write_bytes(b"not mine")
-    with pytest.raises(SystemExit, match="exists: pass --mode overwrite"):
+    with pytest.raises(SystemExit, match="2"):
         module.main(["--quick", "--quiet", "--out", str(tmp_path)])
+    assert "exists: pass --mode overwrite" in capsys.readouterr().err
     assert (tmp_path / "L4x2_J2=0.5_dmrg.h5").read_bytes() == b"not mine"
-    with pytest.raises(SystemExit, match="is a file"):
+    with pytest.raises(SystemExit, match="2"):
         module.main(["--quick", "--quiet", "--out", str(tmp_path / "L4x2_J2=0.5_dmrg.h5")])
+    assert "is a file" in capsys.readouterr().err
 
 
 @pytest.mark.slow
