@@ -332,6 +332,13 @@ def test_ansatz_description_of_netket_and_own_models():
     assert describe_ansatz(rbm, {"name": "given"}) == {"name": "given", "n_parameters": 27,
                                                        "recipe": info["recipe"]}
 
+    # a field holding a callable instance (NetKet's translation group): no recipe, but a description, not a crash
+    graph = nk.graph.Chain(4)
+    symmetric = nk.vqs.FullSumState(nk.hilbert.Spin(0.5, 4), nk.models.RBMSymm(graph.translation_group(), alpha=1,
+                                                                               param_dtype=complex), seed=0)
+    info = describe_ansatz(symmetric)
+    assert info["name"] == "RBMSymm" and info["recipe"] is None and info["n_parameters"] == symmetric.n_parameters
+
 
 def test_a_running_writer_can_be_read_but_not_resumed(tmp_path):
     path = tmp_path / "live.h5"
