@@ -151,6 +151,9 @@ def check_format(file: h5py.File, path: Path) -> None:
     version = decode_attr(file.attrs.get("format_version"))
     if version is None or "history" not in file:
         raise ResultFileError(f"{path} is an HDF5 file but not an nqs result file (no format_version or /history)")
+    kind = decode_attr(file.attrs.get("kind", ""))
+    if not isinstance(kind, str):
+        raise ResultFileError(f"{path} is not an nqs result file: its kind is {kind!r}, not the name of a run")
     if version != FORMAT_VERSION:
         older = isinstance(version, int) and version < FORMAT_VERSION
         raise ResultFileError(

@@ -78,3 +78,14 @@ def test_plot_names_the_output_path_it_cannot_write(folder, capsys):
     assert "missing.h5 is not an nqs result file" in capsys.readouterr().err
     assert main(["plot", str(folder / "exact_group.h5"), "--out", str(folder / "y.png")]) == 2
     assert "exact_group.h5 is a malformed nqs result file (AttributeError" in capsys.readouterr().err
+
+
+def test_a_kind_that_is_not_a_name_is_not_a_result(folder, capsys):
+    """kind = 3 (an integer where the run's kind is written): refused by the reader, so inspect says so in one line
+    and list marks the file instead of tabulating it as a run."""
+    _nqs_like(folder / "kind_3.h5", lambda f: (f.attrs.create("kind", 3), f.create_group("history")))
+    assert main(["inspect", str(folder / "kind_3.h5")]) == 2
+    assert "its kind is 3, not the name of a run" in capsys.readouterr().err
+    assert main(["list", str(folder)]) == 0
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("kind_3.h5")]
+    assert "ground_state" not in line
