@@ -38,7 +38,9 @@ Interfaces built on these:
   has it, including those on non-homogeneous spaces or with multi-mode tokens that NetKet cannot sample;
 * `prefix_cache(x)` / `suffix_log_psi(x', cache, start)`: a configuration x′ that agrees with x on the tokens before
   `start` has the conditionals of x at every position ≤ start, so log ψ(x′) = Σ_{k<start} log ψ_k(x) +
-  log ψ_start(v′_start | cached row) + the positions > start evaluated from the network state cached after `start`.
+  log ψ_start(v′_start | cached row) + the positions > start evaluated from the network state cached after `start`;
+  with `generation_steps`, `component_suffix_log_psi` and `combine_components` the protocol by which the methods
+  layer evaluates local energies by prefix reuse (`nqs.prefix_reuse`).
 
 Non-homogeneous Hilbert spaces. The base subclasses `nk.models.AbstractARNN`, whose `__post_init__` only refuses
 non-homogeneous spaces; the base calls `flax.linen.Module.__post_init__` directly instead and does its own checks, so
@@ -461,6 +463,25 @@ class AutoregressiveModel(nk.models.AbstractARNN):
             table = self._log_psi_table(*self._log_conditionals(*self._suffix_network(cache, tokens, start), first))
             log_psi = log_psi + select(table, tokens[:, first:]).sum(axis=-1)
         return self._sign(inputs, log_psi)
+
+    @nn.nowrap
+    def generation_steps(self) -> np.ndarray:
+        """(1, N): the generation step of the token holding each mode — the prefix-reuse protocol of
+        `nqs.prefix_reuse`, with one component."""
+        modes = self.layout().tokens.modes
+        steps = np.empty(sum(len(token) for token in modes), dtype=int)
+        for step, token in enumerate(modes):
+            steps[list(token)] = step
+        return steps[None]
+
+    def component_suffix_log_psi(self, inputs: jax.Array, cache: dict, component: int, start: int) -> jax.Array:
+        """`suffix_log_psi` of the single component (`component` = 0; the prefix-reuse protocol)."""
+        return self.suffix_log_psi(inputs, cache, start)
+
+    @nn.nowrap
+    def combine_components(self, logs: jax.Array) -> jax.Array:
+        """log ψ from the (1, ...) component values (the prefix-reuse protocol)."""
+        return logs[0]
 
     def _suffix_network(self, cache: dict, tokens: jax.Array, start: int) -> tuple[jax.Array, jax.Array | None]:
         """(h (B, T − start − 1, H), masks or None) of the positions after `start` (static), from the network state

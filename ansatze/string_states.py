@@ -225,6 +225,34 @@ class StringStates(nn.Module):
         terms = self.log_prob_per_path(inputs)
         return (jax.nn.logsumexp(terms, axis=-1) - math.log(self.n_paths)) / self.machine_pow
 
+    # -- prefix reuse (the protocol of nqs.prefix_reuse, one component per path) --------------------------------
+    @nn.nowrap
+    def generation_steps(self) -> np.ndarray | None:
+        """(K, N): the base model's generation step of every site along each path (site i is read at position
+        π_k⁻¹(i) of a[π_k]); None when the base model has no prefix cache."""
+        steps = getattr(self.base, "generation_steps", None)
+        base_steps = steps() if callable(steps) else None
+        if base_steps is None:
+            return None
+        return np.asarray(base_steps)[0][np.argsort(np.asarray(self.paths), axis=1)]
+
+    def prefix_cache(self, inputs: jax.Array) -> dict:
+        """The base model's prefix cache of a[π_k] for every path: leaves (B, K, ...)."""
+        n, x = self.hilbert.size, inputs.reshape((-1, self.hilbert.size))
+        cache = self.base.prefix_cache(x[:, jnp.asarray(self.paths)].reshape((-1, n)))
+        return jax.tree_util.tree_map(lambda a: a.reshape((x.shape[0], self.n_paths) + a.shape[1:]), cache)
+
+    def component_suffix_log_psi(self, inputs: jax.Array, cache: dict, component: int, start: int) -> jax.Array:
+        """machine_pow · Re log ψ_θ(a′[π_k]) for a′ that agree with the cached a on path k's first `start` steps."""
+        ordered = inputs[:, np.asarray(self.paths[component])]
+        own = jax.tree_util.tree_map(lambda a: a[:, component], cache)
+        return self.machine_pow * self.base.suffix_log_psi(ordered, own, start).real
+
+    @nn.nowrap
+    def combine_components(self, logs: jax.Array) -> jax.Array:
+        """log P from the (K, ...) path values, as `__call__`."""
+        return (jax.nn.logsumexp(logs, axis=0) - math.log(self.n_paths)) / self.machine_pow
+
     @property
     def n_terms(self) -> int:
         """Number of mixture terms (here the paths); the sampler draws one uniformly per sample."""

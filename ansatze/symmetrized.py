@@ -85,6 +85,12 @@ class Symmetrized(StringStates):
         generated = jnp.where(flip[:, None], -generated, generated)
         return super().from_base_samples(generated, k)
 
+    @nn.nowrap
+    def generation_steps(self) -> None:
+        """No prefix reuse: the phase is the base model's at x itself and the images may be spin-flipped, which
+        the String States' per-path combination does not describe (local energies take NetKet's generic path)."""
+        return None
+
     def _base_log_psi(self, x: jax.Array) -> jax.Array:
         """log ψ_θ(g x) for configurations x (B, N) and every group element: (B, n_terms)."""
         n = self.hilbert.size

@@ -43,9 +43,9 @@ import numpy as np
 from _common import machine, table, write_json
 
 from ansatze.choice import DTYPES, SYMMETRIES, AnsatzChoice, build_ansatz
-from dynamics.infidelity import log_amplitude_and_local_energy
 from dynamics.tdvp import least_squares_residual
 from hamiltonians import tfim
+from nqs.local_energy import LocalEnergy
 from nqs.vmc import VMCSettings, ground_state
 
 DEFAULT_VARIANTS = "pinv:1e-8,pinv:1e-6,pinv:1e-4,pinv:1e-3,snr:1e-8:1,snr:1e-6:1,snr:1e-8:4"
@@ -59,9 +59,8 @@ def full_sum_data(vstate, hamiltonian) -> dict[str, np.ndarray]:
     def logpsi(params, xx):
         return vstate._apply_fun({"params": params, **vstate.model_state}, xx)
 
-    hamiltonian.get_conn_padded(x[:1])  # builds the operator's jax tables outside the trace
-    log_x, eloc = jax.jit(functools.partial(log_amplitude_and_local_energy, logpsi, operator=hamiltonian))(
-        vstate.parameters, x=x)
+    local_energy = LocalEnergy.for_state(vstate, hamiltonian)
+    log_x, eloc = jax.jit(functools.partial(local_energy, logpsi))(vstate.parameters, x)
     jac = nk.jax.jacobian(vstate._apply_fun, vstate.parameters, x, vstate.model_state, mode="holomorphic",
                           dense=True, center=False)
     log_p = 2 * np.asarray(log_x.real)

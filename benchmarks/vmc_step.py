@@ -4,9 +4,10 @@ For every system size and model, in one process:
 
 * sample       ``vstate.sample()``: n exact samples from `nk.sampler.ARDirectSampler` (NetKet calls the
                model's `conditional` once per site; cached models reuse their per-site cache);
-* local_energy ``vstate.local_estimators(H)``: E_loc(σ) = Σ_σ' H_σσ' ψ(σ')/ψ(σ) with NetKet's kernel
-               (connected elements from the numba LocalOperator on the host, then log ψ on all of them,
-               chunked by `chunk_size` samples);
+* local_energy ``vstate.local_estimators(H)``: E_loc(σ) = Σ_σ' H_σσ' ψ(σ')/ψ(σ), chunked by `chunk_size`
+               samples: NetKet's kernel for NetKet's models (log ψ on every connected element), prefix reuse
+               for ours (`nqs.local_energy.PrefixReuseMCState`; `--no-prefix-reuse`: NetKet's kernel too; the
+               memory figure always uses NetKet's kernel);
 * gradient     the force F = vjp(log ψ)(conj(E_loc − Ē)/n) turned into the real gradient, i.e. the second
                half of NetKet's `expect_and_forces` + `force_to_grad` on the same samples;
 * sr_build / sr_solve  `nk.optimizer.SR(diag_shift=1e-3)` as in `nqs.vmc`: `lhs_constructor` (QGTAuto
@@ -66,6 +67,7 @@ from netket.vqs.mc.common import force_to_grad
 
 from ansatze import ARRNN, ARTransformer, snake_order
 from hamiltonians import heisenberg
+from nqs.states import mc_state
 
 PHASES = ("sample", "local_energy", "gradient", "sr_build", "sr_solve")
 DEFAULT_SIZES = ("chain20", "chain40", "chain80", "square10")
@@ -280,9 +282,10 @@ def bench_model(spec: str, name: str, system, lattice: str, L: int, args) -> dic
     width, n_params = match_width(name, hilbert, lattice, L, args.params)
     model = build_model(name, hilbert, lattice, L, width)
     chunk = args.chunk_size or auto_chunk(args.samples, system.hamiltonian.max_conn_size)
-    vstate = nk.vqs.MCState(
+    vstate = mc_state(  # our models: local energies by prefix reuse (nqs.local_energy) unless --no-prefix-reuse
         nk.sampler.ARDirectSampler(hilbert),
         model,
+        prefix_reuse=not args.no_prefix_reuse,
         n_samples=args.samples,
         n_discard_per_chain=0,
         chunk_size=chunk,
@@ -392,6 +395,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--chunk-size", type=int, default=None,
                         help="samples per chunk of the local energies / QGT (default: chunk × max_conn ≤ 16384)")
     parser.add_argument("--no-memory", action="store_true", help="skip the compiled-step memory analysis")
+    parser.add_argument("--no-prefix-reuse", action="store_true", help="NetKet's generic local energies for ours too")
     parser.add_argument("--out", default="benchmarks/out/vmc_step.json", help="JSON output path")
     parser.add_argument("--quick", action="store_true", help="tiny smoke-test configuration")
     args = parser.parse_args(argv)

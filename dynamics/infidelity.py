@@ -2,7 +2,8 @@
 
 Both sides of a projected time step are functions on configurations: the model χ_θ = (1 + bΛ)ψ_θ
 and the target φ = Σ_m (α_m + β_m Λ)ψ_m (see `dynamics.product_expansions`), with
-(Λψ)(x) = ζ ψ(x) E_loc(x), E_loc(x) = Σ_x' H_xx' ψ(x')/ψ(x). The loss is the infidelity
+(Λψ)(x) = ζ ψ(x) E_loc(x), E_loc(x) = Σ_x' H_xx' ψ(x')/ψ(x) (`nqs.local_energy.LocalEnergy`: by prefix reuse
+for autoregressive models). The loss is the infidelity
 
     I(θ) = 1 − |⟨χ_θ|φ⟩|² / (⟨χ_θ|χ_θ⟩⟨φ|φ⟩) = 1 − E_{x∼|χ|²}[r(x)] · E_{y∼|φ|²}[1/r(y)],  r = φ/χ.
 
@@ -42,6 +43,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from dynamics.product_expansions import Stage
+from nqs.local_energy import LocalEnergy
 
 RCOND = 1e-14
 LogPsi = Callable[[Any, jax.Array], jax.Array]
@@ -84,32 +86,18 @@ def support_states(vstate: Any, logpsi: LogPsi) -> jax.Array:
     return jnp.asarray(states[np.exp(2 * log_psi.real) > 0])
 
 
-def build_operator_tables(operator: Any, hilbert: Any) -> None:
-    """Make a NetKet jax operator build its tables (it does so lazily on first use) here, outside any trace, on
-    one configuration of `hilbert` (no basis indexing: the space may be too large to index)."""
-    operator.get_conn_padded(hilbert.local_indices_to_states(jnp.zeros((1, hilbert.size), dtype=int)))
-
-
-def log_amplitude_and_local_energy(logpsi: LogPsi, params: Any, operator: Any,
-                                   x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """log ψ(x) and E_loc(x) = Σ_x' H_xx' ψ(x')/ψ(x) for a batch x (B, N); `operator` is a NetKet jax operator."""
-    log_x = logpsi(params, x)
-    xp, mels = operator.get_conn_padded(x)
-    log_xp = logpsi(params, xp.reshape(-1, x.shape[-1])).reshape(mels.shape)
-    return log_x, jnp.sum(mels * jnp.exp(log_xp - log_x[:, None]), axis=-1)
-
-
-def log_model(logpsi: LogPsi, params: Any, b: complex, zeta: complex, operator: Any, x: jax.Array) -> jax.Array:
+def log_model(logpsi: LogPsi, params: Any, b: complex, zeta: complex, local_energy: LocalEnergy,
+              x: jax.Array) -> jax.Array:
     """log χ(x) for χ = (1 + bΛ)ψ_θ, i.e. log ψ(x) + log(1 + b ζ E_loc(x))."""
     if b == 0:
         return logpsi(params, x)
-    log_x, eloc = log_amplitude_and_local_energy(logpsi, params, operator, x)
+    log_x, eloc = local_energy(logpsi, params, x)
     return log_x + jnp.log(1 + b * zeta * eloc)
 
 
 def log_target(
-    logpsi: LogPsi, sources: Sequence[Any], log_scales: jax.Array, stage: Stage, zeta: complex, operator: Any,
-    x: jax.Array,
+    logpsi: LogPsi, sources: Sequence[Any], log_scales: jax.Array, stage: Stage, zeta: complex,
+    local_energy: LocalEnergy, x: jax.Array,
 ) -> jax.Array:
     """log φ(x) for φ = Σ_m (α_m + β_m Λ) c_m ψ_{src_m}, relative to the first term to avoid overflow.
 
@@ -121,7 +109,7 @@ def log_target(
         if beta == 0:
             log_x, factor = logpsi(sources[src], x), jnp.full(x.shape[:1], alpha, dtype=complex)
         else:
-            log_x, eloc = log_amplitude_and_local_energy(logpsi, sources[src], operator, x)
+            log_x, eloc = local_energy(logpsi, sources[src], x)
             factor = alpha + beta * zeta * eloc
         logs.append(log_x + log_scales[src])
         factors.append(factor)

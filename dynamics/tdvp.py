@@ -52,7 +52,7 @@ import netket.experimental as nkx
 import numpy as np
 from netket.utils import struct
 
-from dynamics.infidelity import build_operator_tables, log_amplitude_and_local_energy, support_states
+from dynamics.infidelity import support_states
 from dynamics.integrators import check_integrator, make_integrator
 from dynamics.linear_solvers import pinv_smooth
 from dynamics.recording import (
@@ -63,6 +63,7 @@ from dynamics.recording import (
 )
 from dynamics.time_grid import TimeGrid, check_propagation
 from nqs import netket_compat
+from nqs.local_energy import LocalEnergy
 from nqs.run import RunOptions
 from nqs.system import System
 
@@ -168,8 +169,7 @@ class _ResidualEstimator:
     def __init__(self, system: System, vstate: Any, propagation: str, *, exact: bool = False,
                  holomorphic: bool | None = None):
         self.vstate = vstate
-        operator = system.hamiltonian
-        build_operator_tables(operator, vstate.hilbert)
+        local_energy = LocalEnergy.for_state(vstate, system.hamiltonian)
         apply, model_state = netket_compat.apply_fun(vstate), vstate.model_state
         g = 1j if propagation == "real" else 1.0
         if exact and not (vstate.hilbert.is_indexable and vstate.hilbert.n_states <= MAX_EXACT_RESIDUAL_STATES):
@@ -182,7 +182,7 @@ class _ResidualEstimator:
         self.logpsi = logpsi
 
         def weights_and_deviation(params, x, log_density):
-            log_x, eloc = log_amplitude_and_local_energy(logpsi, params, operator, x)
+            log_x, eloc = local_energy(logpsi, params, x)
             w = jax.nn.softmax(2 * log_x.real - log_density)
             return w, eloc - jnp.sum(w * eloc)
 

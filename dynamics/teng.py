@@ -39,7 +39,6 @@ import numpy as np
 
 from dynamics.infidelity import (
     RealView,
-    build_operator_tables,
     gauss_newton_system,
     infidelity,
     log_model,
@@ -56,6 +55,7 @@ from dynamics.recording import (
 )
 from dynamics.time_grid import TimeGrid, check_propagation
 from nqs import netket_compat
+from nqs.local_energy import LocalEnergy
 from nqs.run import RunOptions
 from nqs.system import System
 
@@ -139,8 +139,7 @@ class _Fitter:
     def __init__(self, system: System, vstate: Any, settings: TENGSettings):
         self.settings = settings
         self.vstate = vstate
-        self.operator = system.hamiltonian
-        build_operator_tables(self.operator, vstate.hilbert)
+        self.local_energy = LocalEnergy.for_state(vstate, system.hamiltonian)
         self.full_sum = isinstance(vstate, nk.vqs.FullSumState)
         self.view, _ = RealView.of(vstate.parameters)
         model_state = vstate.model_state
@@ -174,7 +173,7 @@ class _Fitter:
         self, stage_index: int, stage: Stage, sources: list[Any], log_scales: list[complex], damping: float
     ) -> tuple[Any, complex, StageReport]:
         """Fit stage `stage_index`; returns its parameters θ_k, log c_k (ψ_k = c_k ψ_θk) and the report."""
-        s, zeta, op = self.settings, self.settings.zeta, self.operator
+        s, zeta, op = self.settings, self.settings.zeta, self.local_energy
         scales = jnp.asarray(log_scales, dtype=complex)
         fn = self._compiled(
             ("target", stage_index), lambda src, sc, x: log_target(self.logpsi, src, sc, stage, zeta, op, x)

@@ -5,6 +5,11 @@ autoregressive ansätze) and `TokenMap` (the physical units of a system as group
 architecture is described in docs/design.md.
 """
 
+from nqs.threads import configure_allocator, configure_threads
+
+configure_threads()  # thread defaults before NumPy, SciPy and JAX load (nqs/threads.py); the user's values win
+configure_allocator()  # malloc keeps XLA's freed buffers instead of returning them to the kernel at every step
+
 import jax
 
 jax.config.update("jax_enable_x64", True)

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 from collections.abc import Sequence
 from functools import reduce
 
-import jax.numpy as jnp
 import numpy as np
+
+from nqs.moves import LocalMoves
 
 _PAULI = {
     "I": np.eye(2, dtype=complex),
@@ -180,7 +180,7 @@ class PovmLindbladian:
 
     `apply(P)` computes (L_P P) exactly for small N; `connected(a)` gives, for outcome strings a, the
     diagonal L_aa and every other b with a nonzero L_ab, so (L_P P)(a) = Σ_b L_ab P(b) can be estimated on
-    samples as Σ_b L_ab P(b)/P(a). `connected` is pure jax.numpy with static shapes.
+    samples as Σ_b L_ab P(b)/P(a). `connected` is pure jax.numpy with static shapes (`nqs.moves.LocalMoves`).
 
     The connected strings are merged across terms. A "move" changes the sites U ⊆ S_t of a by fixed
     shifts d ∈ {1, 2, 3}^|U| (b_u = a_u + d_u mod 4), so every b ≠ a a term reaches is one move, and a move
@@ -214,53 +214,21 @@ class PovmLindbladian:
         return self.apply(np.eye(4**self.n_sites))
 
     @functools.cached_property
-    def _moves(self):
-        """Shifts D (n_moves, N) of the merged moves and, per term, (sites, L_aa table (4^k,), move
-        indices (m_t,), element table (4^k, m_t)); moves whose element vanishes for every a are dropped."""
-        shifts: dict[tuple[tuple[int, int], ...], int] = {}
-        per_term = []
-        for sites, block in self.terms:
-            k = len(sites)
-            digits = np.array(list(itertools.product(range(4), repeat=k)))  # row r -> a_S (a_S[0] most significant)
-            power = 4 ** np.arange(k - 1, -1, -1)
-            index, table = [], []
-            for d in itertools.product(range(4), repeat=k):
-                if not any(d):
-                    continue
-                cols = ((digits + d) % 4) @ power
-                elements = block[np.arange(4**k), cols]
-                if np.abs(elements).max() <= 1e-14:
-                    continue
-                key = tuple((s, x) for s, x in zip(sites, d) if x)
-                index.append(shifts.setdefault(key, len(shifts)))
-                table.append(elements)
-            table = np.stack(table, axis=1) if table else np.zeros((4**k, 0))
-            per_term.append((np.asarray(sites), np.diagonal(block).copy(), np.asarray(index, dtype=np.int32), table))
-        D = np.zeros((len(shifts), self.n_sites), dtype=np.int32)
-        for key, m in shifts.items():
-            for s, x in key:
-                D[m, s] = x
-        return D, per_term
+    def moves(self) -> LocalMoves:
+        """The diagonal and the merged moves of L_P (`nqs.moves.LocalMoves`, local dimension 4)."""
+        return LocalMoves.from_terms([4] * self.n_sites, self.terms)
 
     @property
     def max_conn_size(self) -> int:
         """The number of off-diagonal connected strings per outcome string (merged moves)."""
-        return self._moves[0].shape[0]
+        return self.moves.n_moves
 
     def connected(self, a):
         """(L_aa, b, L_ab) for outcome strings a (batch, N): shapes (batch,), (batch, n_moves, N), (batch, n_moves).
 
         b runs over the merged off-diagonal moves; an element is zero where a move does not connect a.
         """
-        a = jnp.asarray(a, dtype=jnp.int32)
-        D, per_term = self._moves
-        diagonal = jnp.zeros(a.shape[0])
-        mels = jnp.zeros((a.shape[0], D.shape[0]))
-        for sites, diag, index, table in per_term:
-            row = jnp.sum(a[:, sites] * 4 ** jnp.arange(len(sites) - 1, -1, -1), axis=-1)  # (batch,)
-            diagonal = diagonal + jnp.asarray(diag)[row]
-            mels = mels.at[:, index].add(jnp.asarray(table)[row])
-        return diagonal, (a[:, None, :] + jnp.asarray(D)[None]) % 4, mels
+        return self.moves.connected(a)
 
 
 def _local_terms(operator) -> list[tuple[tuple[int, ...], np.ndarray]]:

@@ -118,7 +118,7 @@ def _state_for(system: Any, model: Any, n_samples: int, seed: int) -> Any:
     POVM outcome distributions of open systems), a state on the model's own space with its exact sampler."""
     import netket as nk
 
-    from nqs.states import make_state
+    from nqs.states import make_state, mc_state
 
     hilbert = getattr(model, "hilbert", None)
     if hilbert is None or hilbert == system.hilbert:
@@ -127,7 +127,7 @@ def _state_for(system: Any, model: Any, n_samples: int, seed: int) -> Any:
         return nk.vqs.FullSumState(hilbert, model, seed=seed)
     own = getattr(model, "exact_sampler", None)
     sampler = own() if callable(own) else nk.sampler.ARDirectSampler(hilbert)
-    return nk.vqs.MCState(sampler, model, n_samples=n_samples, seed=seed, sampler_seed=seed + 1)
+    return mc_state(sampler, model, n_samples=n_samples, seed=seed, sampler_seed=seed + 1)
 
 
 @dataclasses.dataclass

@@ -21,6 +21,12 @@ configuration when one is given) must agree with the new run's, apart from `IGNO
 continuation); a mismatch is refused with the differing keys before anything is written. The checkpoint is
 validated against the new run's templates (tree structure and shapes) *before* the history rows after it are
 dropped, so a failed resume leaves the file as it was. Mode "resume" of a missing file starts afresh.
+
+**Several JAX processes** (`jax.distributed`, docs/reference.md#several-processes-gpus-or-nodes): every process runs
+the same method with the same `out`, and process 0 alone opens and writes the file. The others keep the rows in
+memory, take part in serialising each checkpoint (NetKet gathers sharded arrays with a collective), on resume
+receive process 0's decision and checkpoint (`_from_process_0`), and leave a finished run only once process 0 has
+closed its file (a script may read it back).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from tqdm.auto import tqdm
 from nqs import netket_compat
 from nqs.result_file import (
     MODES,
+    CheckpointBlobs,
     ResultFile,
     ResultFileError,
     check_format,
@@ -52,7 +59,7 @@ from nqs.result_file import (
 )
 from nqs.system import System
 
-IGNORE_ON_RESUME = ("n_steps", "steps", "quiet", "progress", "out", "mode", "resume")
+IGNORE_ON_RESUME = ("n_steps", "steps", "quiet", "progress", "out", "mode", "resume", "prefix_reuse")
 SYSTEM_RESERVED = ("builder", "params", "conventions", "constraint", "tokens", "n_sites", "local_size",
                    "observables", "n_jump_operators")
 
@@ -100,9 +107,9 @@ def check_output(kind: str, out: str | Path | None = None, mode: str = "fail", *
     if out is None or not Path(out).exists():
         return
     path = Path(out)
-    if mode == "fail":
+    if mode == "fail":  # every process raises (a shared file system), before any collective
         raise FileExistsError(f"{path} exists; pass mode='overwrite' to replace it or mode='resume' to continue it")
-    if mode == "resume":
+    if mode == "resume" and jax.process_index() == 0:  # another process's read lock would block process 0's writer
         with open_for_reading(path) as file:
             check_format(file, path)
             found = decode_attr(file.attrs.get("kind"))
@@ -170,17 +177,25 @@ class Run(Rows):
         self.progress = progress
         self.t0 = time.perf_counter()
         self._file: ResultFile | None = None
+        self._out, self._resumed = (None if out is None else Path(out)), False
         if out is None:
             return
         metadata = {"system": system_attrs(system) if system is not None else {}, "ansatz": dict(ansatz),
                     "method": dict(method)}
-        self._file = ResultFile(out, mode, kind=kind, metadata=metadata, config=config, seed=seed)
-        if self._file.resumed:
+        if jax.process_index() == 0:  # the one writer (module docstring)
             try:
-                self._check_same_run(metadata, config, set(ignore_on_resume))
-            except ResultFileError:
-                self._file.close()
+                self._file = ResultFile(out, mode, kind=kind, metadata=metadata, config=config, seed=seed)
+                if self._file.resumed:
+                    self._check_same_run(metadata, config, set(ignore_on_resume))
+            except Exception:
+                if self._file is not None:
+                    self._file.close()
+                _from_process_0(np.int64(-1))  # the other processes stop as well
                 raise
+        decision = int(_from_process_0(np.int64(self._file is not None and self._file.resumed)))
+        if decision < 0:
+            raise ResultFileError(f"process 0 could not open {out} (its error says why)")
+        self._resumed = bool(decision)
 
     def _check_same_run(self, metadata: Mapping[str, Mapping[str, Any]], config: Mapping[str, Any] | None,
                         ignore: set[str]) -> None:
@@ -199,12 +214,12 @@ class Run(Rows):
     # -- the file --------------------------------------------------------------------------------
     @property
     def path(self) -> Path | None:
-        return None if self._file is None else self._file.path
+        return self._out
 
     @property
     def resumed(self) -> bool:
         """True when this run continues an existing result file."""
-        return self._file is not None and self._file.resumed
+        return self._resumed
 
     def restore(self, params: Any, state: Any = None, model_state: Any = None) -> Checkpoint | None:
         """The checkpoint of a resumed run, restored into the given templates, or None for a fresh start.
@@ -217,9 +232,10 @@ class Run(Rows):
         """
         if not self.resumed:
             return None
-        blobs = self._file.read_checkpoint()
+        blobs = _checkpoint_from_process_0(None if self._file is None else self._file.read_checkpoint())
         if blobs is None:
-            self._file.truncate_after(-1)
+            if self._file is not None:
+                self._file.truncate_after(-1)
             return None
         try:
             restored = flax.serialization.from_bytes(params, blobs.params)
@@ -232,10 +248,11 @@ class Run(Rows):
                 models = flax.serialization.from_bytes(model_state, blobs.model_state)
         except (ValueError, KeyError, TypeError) as err:
             raise ResultFileError(
-                f"cannot resume {self._file.path}: its checkpoint (step {blobs.step}, written by "
+                f"cannot resume {self._out}: its checkpoint (step {blobs.step}, written by "
                 f"{blobs.method or 'an unnamed method'}) does not fit this run ({err}); the file is unchanged"
             ) from err
-        self._file.truncate_after(blobs.step)
+        if self._file is not None:
+            self._file.truncate_after(blobs.step)
         self.rows = []
         return Checkpoint(blobs.step, restored, method_state, models)
 
@@ -261,23 +278,52 @@ class Run(Rows):
 
     def checkpoint(self, step: int, params: Any, state: Any = None, model_state: Any = None) -> None:
         """Atomically replace the checkpoint by the one taken after history step `step` (module docstring)."""
-        if self._file is None:
+        if self._out is None:
             return
-        blob = flax.serialization.to_bytes
-        self._file.write_checkpoint(
-            step, params=blob(params), state=b"" if state is None else blob(state),
-            model_state=b"" if model_state is None else blob(model_state), method=self.method,
-        )
+        blob = flax.serialization.to_bytes  # on every process: NetKet gathers sharded leaves with a collective
+        blobs = {"params": blob(params), "state": b"" if state is None else blob(state),
+                 "model_state": b"" if model_state is None else blob(model_state)}
+        if self._file is not None:
+            self._file.write_checkpoint(step, **blobs, method=self.method)
 
     def close(self, *, failed: bool = False) -> None:
         if self._file is not None:
             self._file.close(failed=failed)
+        if self._out is not None and not failed and jax.process_count() > 1:  # the file is complete on every process
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"nqs.run closed {self._out}")
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
         self.close(failed=exc_type is not None)
+
+
+def _from_process_0(value: Any) -> Any:
+    """Process 0's `value` (a pytree of numpy arrays of the same shapes everywhere) on every JAX process; `value`
+    itself with one process. Every process must call it at the same point."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.broadcast_one_to_all(value)
+
+
+def _checkpoint_from_process_0(blobs: CheckpointBlobs | None) -> CheckpointBlobs | None:
+    """The checkpoint process 0 read from the file, on every JAX process (the others read nothing)."""
+    if jax.process_count() == 1:
+        return blobs
+    parts = [b"", b"", b""] if blobs is None else [blobs.params, blobs.model_state, blobs.state]
+    head = _from_process_0(np.array([blobs is not None, 0 if blobs is None else blobs.step, *map(len, parts)]))
+    if not head[0]:
+        return None
+    data = np.frombuffer(b"".join(parts), np.uint8) if blobs is not None else np.zeros(int(sum(head[2:])), np.uint8)
+    data = _from_process_0(data).tobytes()
+    ends = np.cumsum(head[2:])
+    params, model_state, state = data[:ends[0]], data[ends[0]:ends[1]], data[ends[1]:]
+    return CheckpointBlobs(int(head[1]), "" if blobs is None else blobs.method, params, model_state, state)
 
 
 def check_finite_parameters(params: Any, where: str, hint: str) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 from netket.utils import struct
 
 from nqs.constraint import Constraint, U1Constraint
+from nqs.local_energy import PrefixReuseMCState, supports_prefix_reuse
 from nqs.multi_u1 import MultiU1Constraint
 from nqs.sector_state import SectorFullSumState
 from nqs.sectors import random_configurations
@@ -166,8 +167,16 @@ def _sampler(system: System, model: Any, n_chains: int, enumerate_samples: bool)
     return nk.sampler.MetropolisSampler(system.hilbert, sector_rule(system), n_chains=n_chains), None
 
 
+def mc_state(sampler: Any, model: Any, *, prefix_reuse: bool = True, **kwargs) -> nk.vqs.MCState:
+    """NetKet's `MCState(sampler, model, **kwargs)`; a `nqs.local_energy.PrefixReuseMCState` (local energies by
+    prefix reuse) when the model follows the prefix-reuse protocol and `prefix_reuse` is on."""
+    cls = PrefixReuseMCState if prefix_reuse and supports_prefix_reuse(model) else nk.vqs.MCState
+    return cls(sampler, model, **kwargs)
+
+
 def make_state(system: System, model: Any, *, n_samples: int, seed: int, chunk_size: int | None = None,
-               n_chains: int = 16, enumerate_samples: bool = False) -> nk.vqs.MCState | nk.vqs.FullSumState:
+               n_chains: int = 16, enumerate_samples: bool = False,
+               prefix_reuse: bool = True) -> nk.vqs.MCState | nk.vqs.FullSumState:
     """A NetKet variational state of `model` on `system.hilbert` (module docstring for constrained systems).
 
     n_samples = 0: a `FullSumState`, for a constrained system a `SectorFullSumState` that sums over the sector's
@@ -177,7 +186,9 @@ def make_state(system: System, model: Any, *, n_samples: int, seed: int, chunk_s
     chains (at least one per device): single-site flips (`MetropolisLocal`) when unconstrained, `sector_rule` when
     constrained. enumerate_samples: i.i.d. samples for any model from NetKet's `ExactSampler`, which evaluates |ψ|²
     on every basis state per draw (at most `MAX_ENUMERATED_STATES` states): a check of Metropolis autocorrelation
-    and mixing on small systems. ValueError for a model built for another system, or a sum/sampler that would leave
+    and mixing on small systems. A sampled autoregressive model gets a `PrefixReuseMCState` (`mc_state`: local
+    energies by prefix reuse, same numbers as NetKet's path to round-off) unless prefix_reuse=False. ValueError
+    for a model built for another system, or a sum/sampler that would leave
     the sector."""
     check_model_matches(system, model)
     if n_samples == 0:
@@ -188,12 +199,5 @@ def make_state(system: System, model: Any, *, n_samples: int, seed: int, chunk_s
         return SectorFullSumState(system.hilbert, model, configurations=system.sector_states(), seed=seed,
                                   chunk_size=chunk_size)
     sampler, n_discard = _sampler(system, model, n_chains, enumerate_samples)
-    return nk.vqs.MCState(
-        sampler,
-        model,
-        n_samples=n_samples,
-        n_discard_per_chain=n_discard,
-        chunk_size=chunk_size,
-        seed=seed,
-        sampler_seed=seed + 1,
-    )
+    return mc_state(sampler, model, prefix_reuse=prefix_reuse, n_samples=n_samples, n_discard_per_chain=n_discard,
+                    chunk_size=chunk_size, seed=seed, sampler_seed=seed + 1)

@@ -68,6 +68,8 @@ class VMCSettings:
         checkpoint_every: write a checkpoint every this many steps (and at the end).
         observables_every: evaluate the system's observables every this many steps (and at the end).
         n_samples_final: samples for the final evaluation of energy and observables.
+        prefix_reuse: local energies of sampled autoregressive models by prefix reuse (`nqs.local_energy`; the
+            same numbers as NetKet's generic path to round-off, less work); False takes NetKet's path.
     """
 
     n_steps: int = 300
@@ -85,6 +87,7 @@ class VMCSettings:
     checkpoint_every: int = 10
     observables_every: int = 50
     n_samples_final: int = 4096
+    prefix_reuse: bool = True
 
     def __post_init__(self):
         if self.n_steps < 0 or self.n_samples < 0:
@@ -236,7 +239,8 @@ def ground_state(
     system.check_closed("VMC for a ground state")
     t_start = time.perf_counter()
     check_output("ground_state", **run)
-    vstate = make_state(system, model, n_samples=settings.n_samples, seed=seed, chunk_size=settings.chunk_size)
+    vstate = make_state(system, model, n_samples=settings.n_samples, seed=seed, chunk_size=settings.chunk_size,
+                        prefix_reuse=settings.prefix_reuse)
     if initial_parameters is not None:
         vstate.parameters = initial_parameters(vstate.parameters)
     driver = _make_driver(system, vstate, settings)
@@ -274,8 +278,8 @@ def _batched_expectations(vstate: nk.vqs.MCState, operators: dict[str, Any], n_t
     for _ in range(max(1, math.ceil(n_total / vstate.n_samples))):
         vstate.reset()
         for name, op in operators.items():
-            local[name].append(np.asarray(jnp.asarray(vstate.local_estimators(op))))
-    return {name: nk.stats.statistics(np.concatenate(values, axis=-1)) for name, values in local.items()}
+            local[name].append(jnp.asarray(vstate.local_estimators(op)))  # sharded: several processes hold parts
+    return {name: nk.stats.statistics(jnp.concatenate(values, axis=-1)) for name, values in local.items()}
 
 
 def _final_evaluation(system, vstate, settings, exact_energy, steps, stop_reason) -> VMCOutcome:

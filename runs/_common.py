@@ -286,7 +286,8 @@ def build_povm_state(
     """The variational state of the POVM scripts: an autoregressive Transformer over the 4 tetrahedral-POVM
     outcomes per site (log P, machine_pow = 1) started in the product distribution of the single-site density
     matrix `site_rho`, a String State over `paths` (K, N) when given; `FullSumState` for ``samples == 0``, else an
-    `MCState` with exact samples (parameters seeded by `seed`, the sampler by ``seed + 1``)."""
+    `MCState` with exact samples (parameters seeded by `seed`, the sampler by ``seed + 1``; local values by prefix
+    reuse, `nqs.states.mc_state`)."""
     import netket as nk
     import numpy as np
 
@@ -294,6 +295,7 @@ def build_povm_state(
     from ansatze.choice import param_dtype
     from ansatze.string_states import StringStates, StringStatesSampler
     from nqs.povm import POVM, probabilities
+    from nqs.states import mc_state
 
     hi = nk.hilbert.Fock(n_max=3, N=n_sites)
     start = tuple(float(p) for p in probabilities(np.asarray(site_rho, dtype=complex), POVM.tetrahedral(), 1))
@@ -304,4 +306,4 @@ def build_povm_state(
     if samples == 0:
         return nk.vqs.FullSumState(hi, model, seed=seed)
     sampler = StringStatesSampler(hi) if paths is not None else nk.sampler.ARDirectSampler(hi)
-    return nk.vqs.MCState(sampler, model, n_samples=samples, seed=seed, sampler_seed=seed + 1)
+    return mc_state(sampler, model, n_samples=samples, seed=seed, sampler_seed=seed + 1)

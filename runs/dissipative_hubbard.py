@@ -52,6 +52,7 @@ from hamiltonians import fermions as fm
 from hamiltonians.fermions_jw import BALANCED_TETRAHEDRON_ROTATION, jordan_wigner_system
 from nqs import results
 from nqs.povm import POVM, probabilities
+from nqs.states import mc_state
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,8 +106,8 @@ def _povm_state(occupations: np.ndarray, povm: POVM, args: argparse.Namespace):
                           machine_pow=1, initial_distribution=rows, param_dtype=param_dtype(args.dtype))
     if args.samples == 0:
         return nk.vqs.FullSumState(hi, model, seed=args.seed)
-    return nk.vqs.MCState(nk.sampler.ARDirectSampler(hi), model, n_samples=args.samples, seed=args.seed,
-                          sampler_seed=args.seed + 1)
+    return mc_state(nk.sampler.ARDirectSampler(hi), model, n_samples=args.samples, seed=args.seed,
+                    sampler_seed=args.seed + 1)
 
 
 @script

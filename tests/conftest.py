@@ -8,15 +8,13 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Test programs are small and compiled once: XLA's LLVM optimisation costs more than it saves (measured ~20% of the
 # suite's wall time, slow set included). Results stay IEEE-exact (no fast math at any level).
 XLA_TEST_FLAGS = "--xla_backend_optimization_level=0"
-if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each instead of oversubscribing
-    XLA_TEST_FLAGS += " --xla_cpu_multi_thread_eigen=false"
-    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(variable, "1")
 os.environ.setdefault("XLA_FLAGS", XLA_TEST_FLAGS)
 
 import pytest  # noqa: E402
 
-import nqs  # noqa: E402, F401  (enables 64-bit floats before any test imports jax)
+# the first import of nqs sets its thread defaults before NumPy or JAX loads (nqs.threads: one thread per pool in each
+# of the two xdist workers on two cores, from PYTEST_XDIST_WORKER_COUNT), then 64-bit floats before any test runs
+import nqs  # noqa: E402, F401
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -70,3 +70,12 @@ def test_sector_tdvp_benchmark_checks_agreement_and_reports_ratios(tmp_path):
     stdout, data = _run(["benchmarks/sector_tdvp.py", "--quick"], tmp_path / "t.json")
     assert len(data["results"]) == 3 and all(row["ratio"] > 0 for row in data["results"])
     assert "NetKet / ours" in stdout
+
+
+@pytest.mark.slow  # ~20 s; the equality of the two paths is tested in test_prefix_reuse.py
+def test_local_energy_benchmark_compares_both_paths(tmp_path):
+    stdout, data = _run(["benchmarks/local_energy.py", "--quick"], tmp_path / "le.json")
+    assert {r["model"] for r in data["results"]} == {"transformer", "rnn", "string_states"}
+    for row in data["results"]:
+        assert row["max_rel_diff"] < 1e-12 and row["speedup"] > 0 and row["reuse"]["temp_bytes"] > 0
+    assert "speed-up" in stdout

@@ -27,7 +27,9 @@ import jax.numpy as jnp
 import netket as nk
 import numpy as np
 
+from nqs.local_energy import PrefixReuseMCState
 from nqs.povm import POVM, PovmLindbladian, povm_lindbladian
+from nqs.prefix_reuse import ReusePlan
 from nqs.system import System
 
 MAX_FULL_SUM_SITES = 9  # 4^9 = 262 144 outcomes (the 3×3 lattice): one pass over 4^8 strings, L P by blocks
@@ -62,6 +64,8 @@ class PovmContext:
         model, model_state: the Flax model (output log P_θ) and its non-parameter variables.
         sampler, n_samples: the exact sampler and samples per evaluation (sampled mode; None and 0 in full sums).
         full_sum: sums over all 4^N outcomes instead of samples.
+        prefix_reuse: evaluate P_θ at the connected strings by prefix reuse (`nqs.prefix_reuse`) when the model
+            supports it (sampled mode).
     """
 
     system: System
@@ -71,6 +75,7 @@ class PovmContext:
     sampler: Any
     n_samples: int
     full_sum: bool
+    prefix_reuse: bool = False
 
     @property
     def n_sites(self) -> int:
@@ -129,38 +134,49 @@ class PovmContext:
         x, _ = self.sampler.sample(self.model, variables, state=state, chain_length=chain)
         return x.reshape(-1, self.n_sites)[:n].astype(jnp.int32)
 
+    @functools.cached_property
+    def reuse_plan(self) -> ReusePlan | None:
+        """The prefix-reuse plan of the model and L's moves, or None (off, or a model without the protocol)."""
+        return ReusePlan.build(self.model, self.lindbladian.moves) if self.prefix_reuse else None
+
     def lp_ratios(self, params, a, log_p_ref, max_configs: int = LP_CHUNK_CONFIGS, log_p_a=None):
         """Σ_b L_ab P_θ(b) / exp(log_p_ref(a)) for outcome strings a (B, N).
 
         The diagonal b = a needs log P_θ(a) only (`log_p_a` when the caller has it). The B·n_moves
         off-diagonal strings go through the model in chunks of about `max_configs` under `jax.checkpoint`,
-        so a gradient stores one chunk's activations instead of all of them.
+        so a gradient stores one chunk's activations instead of all of them; with a `reuse_plan` each chunk's
+        strings are evaluated from the prefix cache of their a (`nqs.prefix_reuse`).
         """
-        diagonal, conns, mels = self.lindbladian.connected(a)
-        if log_p_a is None:
-            log_p_a = self.log_prob(params, a)
-        b, c = mels.shape
+        moves, plan = self.lindbladian.moves, self.reuse_plan
+        variables = {"params": params, **self.model_state}
         n = self.n_sites
 
         def ratios(args):
-            conns_k, mels_k, ref_k = args
-            log_pb = self.log_prob(params, conns_k.reshape(-1, n)).reshape(mels_k.shape)
-            return jnp.sum(mels_k * jnp.exp(log_pb - ref_k[:, None]), axis=1)
+            a_k, ref_k, log_a_k = args
+            diagonal, mels = moves.elements(a_k)
+            if plan is None:
+                conns = moves.apply_moves(a_k)
+                log_pb = self.log_prob(params, conns.reshape(-1, n)).reshape(mels.shape)
+            else:
+                log_a_k, log_pb = plan.connected_log_psi(variables, a_k)
+            return diagonal * jnp.exp(log_a_k - ref_k) + jnp.sum(mels * jnp.exp(log_pb - ref_k[:, None]), axis=1)
 
-        per_chunk = max(1, max_configs // max(c, 1))
+        if log_p_a is None and plan is None:
+            log_p_a = self.log_prob(params, a)
+        log_p_a = log_p_ref if log_p_a is None else log_p_a  # a placeholder: the plan computes log P(a) itself
+        b, c = a.shape[0], max(moves.n_moves, 1)
+        per_chunk = max(1, max_configs // c)
         if b <= per_chunk:
-            off = ratios((conns, mels, log_p_ref))
-        else:
-            n_chunks = -(-b // per_chunk)
-            pad = n_chunks * per_chunk - b
+            return ratios((a, log_p_ref, log_p_a))
+        n_chunks = -(-b // per_chunk)
+        pad = n_chunks * per_chunk - b
 
-            def chunks(x):
-                x = jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]) if pad else x
-                return x.reshape((n_chunks, per_chunk) + x.shape[1:])
+        def chunks(x):
+            x = jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]) if pad else x
+            return x.reshape((n_chunks, per_chunk) + x.shape[1:])
 
-            off = jax.lax.map(jax.checkpoint(ratios), (chunks(conns), chunks(mels), chunks(log_p_ref)))
-            off = off.reshape(-1)[:b]
-        return diagonal * jnp.exp(log_p_a - log_p_ref) + off
+        out = jax.lax.map(jax.checkpoint(ratios), (chunks(jnp.asarray(a)), chunks(log_p_ref), chunks(log_p_a)))
+        return out.reshape(-1)[:b]
 
 
 def make_context(system: System, vstate: Any, povm: POVM | None) -> PovmContext:
@@ -200,7 +216,8 @@ def make_context(system: System, vstate: Any, povm: POVM | None) -> PovmContext:
         sampler = vstate.sampler
         if not isinstance(sampler, nk.sampler.ARDirectSampler):
             raise TypeError("sampled POVM methods need the exact autoregressive sampler nk.sampler.ARDirectSampler")
-        return PovmContext(system, lindbladian, model, model_state, sampler, int(vstate.n_samples), False)
+        return PovmContext(system, lindbladian, model, model_state, sampler, int(vstate.n_samples), False,
+                           prefix_reuse=isinstance(vstate, PrefixReuseMCState))
     raise TypeError(f"expected a netket FullSumState or MCState, got {type(vstate).__name__}")
 
 
