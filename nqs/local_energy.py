@@ -29,7 +29,7 @@ from netket.vqs.mc import get_local_kernel, get_local_kernel_arguments
 from netket.vqs.mc.mc_state.state import deserialize_MCState, serialize_MCState
 
 from nqs.moves import local_moves
-from nqs.prefix_reuse import DEFAULT_BUCKETS, ReusePlan, generation_steps
+from nqs.prefix_reuse import ReusePlan, generation_steps
 
 
 def supports_prefix_reuse(model: Any) -> bool:
@@ -37,7 +37,7 @@ def supports_prefix_reuse(model: Any) -> bool:
     return generation_steps(model) is not None
 
 
-def reuse_plan(model: Any, operator: Any, n_buckets: int = DEFAULT_BUCKETS) -> ReusePlan | None:
+def reuse_plan(model: Any, operator: Any, n_buckets: int | None = None) -> ReusePlan | None:
     """The prefix-reuse plan of `model` and `operator`, or None when either does not allow it."""
     if not supports_prefix_reuse(model):
         return None
@@ -77,7 +77,7 @@ class LocalEnergy:
 
     @classmethod
     def of(cls, model: Any, operator: Any, *, model_state: Any = None, prefix_reuse: bool = True,
-           n_buckets: int = DEFAULT_BUCKETS, chunk_size: int | None = None) -> LocalEnergy:
+           n_buckets: int | None = None, chunk_size: int | None = None) -> LocalEnergy:
         """Prefix reuse when `prefix_reuse` and the model and operator allow it; else NetKet's `get_conn_padded`
         of a jax operator (whose lazily built tables are built here, outside any trace)."""
         plan = reuse_plan(model, operator, n_buckets) if prefix_reuse else None
@@ -91,7 +91,7 @@ class LocalEnergy:
         """As `of` for a NetKet state's model, model state and chunk size; prefix reuse unless the state is a
         sampled `MCState` built without it (`nqs.states.make_state(..., prefix_reuse=False)`)."""
         opted_out = isinstance(vstate, nk.vqs.MCState) and not isinstance(vstate, PrefixReuseMCState)
-        n_buckets = getattr(vstate, "n_buckets", DEFAULT_BUCKETS)
+        n_buckets = getattr(vstate, "n_buckets", None)
         return cls.of(vstate.model, operator, model_state=vstate.model_state, prefix_reuse=not opted_out,
                       n_buckets=n_buckets, chunk_size=vstate.chunk_size)
 
@@ -116,11 +116,11 @@ class PrefixReuseMCState(nk.vqs.MCState):
     """NetKet's `MCState` whose local estimators use prefix reuse (module docstring).
 
     Args (beyond `MCState`'s): n_buckets — the static start positions per model (more buckets, less suffix work,
-    more compiled shapes)."""
+    more compiled shapes; None: `nqs.prefix_reuse.default_buckets`)."""
 
-    def __init__(self, *args, n_buckets: int = DEFAULT_BUCKETS, **kwargs):
+    def __init__(self, *args, n_buckets: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.n_buckets = int(n_buckets)
+        self.n_buckets = None if n_buckets is None else int(n_buckets)
         self._plans: dict[int, tuple[Any, ReusePlan | None]] = {}
 
     def reuse_plan(self, operator: Any) -> ReusePlan | None:
