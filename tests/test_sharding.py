@@ -15,6 +15,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 from conftest import REPO, XLA_TEST_FLAGS
 from jax.flatten_util import ravel_pytree
 
@@ -111,6 +112,7 @@ _CODE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # 110 s in the 2-device subprocess; sharding stays in the default suite through the full-sum test
 def test_every_ansatz_samples_and_differentiates_sharded_over_two_devices(tmp_path):
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count=2 {XLA_TEST_FLAGS}",
            "JAX_PLATFORMS": "cpu", "NETKET_SHARDING": "1",
