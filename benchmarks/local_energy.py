@@ -93,7 +93,8 @@ def bench_string_state(L: int, args) -> dict:
     base = ARTransformer(hi, layers=2, features=args.features, heads=2, phase=False, machine_pow=1)
     model = StringStates(base, string_paths("horizontal_snakes", (L, L)))
     contexts = {reuse: make_context(system, mc_state(StringStatesSampler(hi), model, prefix_reuse=reuse,
-                                                     n_samples=args.povm_samples, seed=0), None)
+                                                     n_buckets=args.buckets, n_samples=args.povm_samples, seed=0),
+                                            None)
                 for reuse in (False, True)}
     a = jnp.asarray(np.random.default_rng(0).integers(0, 4, (args.povm_samples, L * L)))
     params = model.init(jax.random.PRNGKey(1), a[:1])["params"]

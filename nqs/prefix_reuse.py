@@ -12,7 +12,8 @@ where the first two terms are read off x's forward pass (the conditional at s_m 
 and only the steps after s_m need new work, started from the network state cached after s_m. For nearest-neighbour
 terms on a chain that is half of the steps on average, less for terms near the end of the order.
 
-Static shapes. The moves are grouped into at most `n_buckets` (default: one per 8 steps, at most 8) buckets of
+Static shapes. The moves are grouped into at most `n_buckets` (default: one per 8 steps, at most 8, and no plan where
+that would save less than a quarter of the work: `MAX_AUTOMATIC_WORK`) buckets of
 consecutive s_m (the grouping that
 minimises Σ_m (T − start of m's bucket), by dynamic programming); a bucket is evaluated from its smallest s_m, for
 all samples and all its moves at once (vmapped over the moves, the cache shared), so every shape is known at trace
@@ -42,6 +43,10 @@ from nqs.moves import LocalMoves
 
 MAX_BUCKETS = 8
 STEPS_PER_BUCKET = 8  # automatic bucket count: one per 8 generation steps, at most MAX_BUCKETS
+# an automatic plan is used only where its suffix work is at most this fraction of full forward passes: the reuse
+# programs (prefix cache, one suffix program per bucket) compile on top of the model's forward pass, which costs
+# more than a saving below a quarter recovers (one bucket from step 0 saves nothing: every chain shorter than 16)
+MAX_AUTOMATIC_WORK = 0.75
 
 
 def default_buckets(n_steps: int) -> int:
@@ -105,18 +110,22 @@ class ReusePlan:
 
     @classmethod
     def build(cls, model: Any, moves: LocalMoves, n_buckets: int | None = None) -> ReusePlan | None:
-        """The plan (`n_buckets` None: `default_buckets`), or None when the model does not support prefix reuse or
-        acts on other modes."""
+        """The plan, or None when the model does not support prefix reuse or acts on other modes. `n_buckets` None:
+        `default_buckets`, and None as well when that plan would do more than `MAX_AUTOMATIC_WORK` of the full
+        passes' work (short orders, moves that all touch the first steps); an explicit `n_buckets` is always
+        planned."""
         steps = generation_steps(model)
         if steps is None or steps.shape[1] != len(moves.local_sizes):
             return None
         n_steps = int(steps.max()) + 1
-        n_buckets = default_buckets(n_steps) if n_buckets is None else n_buckets
+        automatic = n_buckets is None
+        n_buckets = default_buckets(n_steps) if automatic else n_buckets
         buckets = []
         for row in steps:
             first = np.array([row[sites].min() for sites in moves.changed_sites], dtype=int)
             buckets.append(tuple(optimal_buckets(first, n_steps, n_buckets)))
-        return cls(model, moves, tuple(buckets), n_steps)
+        plan = cls(model, moves, tuple(buckets), n_steps)
+        return None if automatic and plan.work_fraction() > MAX_AUTOMATIC_WORK else plan
 
     def work_fraction(self) -> float:
         """Suffix steps evaluated relative to full forward passes of every connected configuration."""

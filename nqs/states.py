@@ -167,11 +167,14 @@ def _sampler(system: System, model: Any, n_chains: int, enumerate_samples: bool)
     return nk.sampler.MetropolisSampler(system.hilbert, sector_rule(system), n_chains=n_chains), None
 
 
-def mc_state(sampler: Any, model: Any, *, prefix_reuse: bool = True, **kwargs) -> nk.vqs.MCState:
+def mc_state(sampler: Any, model: Any, *, prefix_reuse: bool = True, n_buckets: int | None = None,
+             **kwargs) -> nk.vqs.MCState:
     """NetKet's `MCState(sampler, model, **kwargs)`; a `nqs.local_energy.PrefixReuseMCState` (local energies by
-    prefix reuse) when the model follows the prefix-reuse protocol and `prefix_reuse` is on."""
-    cls = PrefixReuseMCState if prefix_reuse and supports_prefix_reuse(model) else nk.vqs.MCState
-    return cls(sampler, model, **kwargs)
+    prefix reuse, with `n_buckets` buckets: None automatic) when the model follows the prefix-reuse protocol and
+    `prefix_reuse` is on."""
+    if prefix_reuse and supports_prefix_reuse(model):
+        return PrefixReuseMCState(sampler, model, n_buckets=n_buckets, **kwargs)
+    return nk.vqs.MCState(sampler, model, **kwargs)
 
 
 def make_state(system: System, model: Any, *, n_samples: int, seed: int, chunk_size: int | None = None,

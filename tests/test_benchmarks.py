@@ -1,5 +1,6 @@
 """Smoke test: the benchmark scripts run on a tiny configuration and write their JSON figures."""
 
+import itertools
 import json
 import subprocess
 import sys
@@ -79,3 +80,22 @@ def test_local_energy_benchmark_compares_both_paths(tmp_path):
     for row in data["results"]:
         assert row["max_rel_diff"] < 1e-12 and row["speedup"] > 0 and row["reuse"]["temp_bytes"] > 0
     assert "speed-up" in stdout
+
+
+@pytest.mark.slow  # ~1 min: two 20 s runs side by side, each in its own pinned process
+def test_time_to_accuracy_benchmark_records_trajectories_and_resumes(tmp_path):
+    out = tmp_path / "tta.json"
+    stdout, data = _run(["benchmarks/time_to_accuracy.py", "--quick"], out)
+    assert not data["failures"] and {r["model"] for r in data["results"]} == {"transformer", "rbm_symm"}
+    for row in data["results"]:
+        times = row["trajectory"]["time_s"]
+        assert row["steps"] == len(times) >= 10 and times == sorted(times) and row["best_error"] < 0.5
+        assert row["stop"] in ("budget", "threshold") and row["final_relative_error"] < 0.5
+        reached = [row["time_to"][eps] for eps in ("0.01", "0.001", "0.0001")]
+        for looser, tighter in itertools.pairwise(reached):  # reaching an error means reaching every larger one
+            assert tighter is None or (looser is not None and looser <= tighter)
+    assert "t(0.01) s" in stdout
+    again = subprocess.run([sys.executable, "benchmarks/time_to_accuracy.py", "--quick", "--out", str(out)],
+                           capture_output=True, text=True, timeout=120, cwd=REPO, check=True)
+    assert json.loads(out.read_text())["results"] == data["results"]  # every run was in the file: none ran again
+    assert "t(0.01) s" in again.stdout

@@ -20,6 +20,7 @@ from ansatze.string_states import StringStates, StringStatesSampler, string_path
 from ansatze.symmetrized import Symmetrized
 from dynamics.povm.context import make_context
 from hamiltonians import dissipative_xyz, heisenberg, hubbard, quantum_link, tfim
+from nqs import prefix_reuse
 from nqs.local_energy import LocalEnergy, PrefixReuseMCState, _reuse_kernel, reuse_plan
 from nqs.moves import local_moves
 from nqs.prefix_reuse import optimal_buckets
@@ -112,6 +113,24 @@ def test_prefix_reuse_equals_the_generic_local_values(case):
                       _generic(model, variables, sx, x)[1], "σˣσˣ")
 
 
+@pytest.fixture()
+def reuse_at_any_size(monkeypatch):
+    """The automatic plan at the tests' small sizes, where `ReusePlan.build` would leave it out (it saves < 1/4)."""
+    monkeypatch.setattr(prefix_reuse, "MAX_AUTOMATIC_WORK", 1.0)
+
+
+def test_automatic_plans_only_where_they_save_a_quarter():
+    """A 6-site chain (one bucket from step 0) gets no automatic plan, a 32-site one (four buckets) does, an explicit
+    bucket count is always planned (the POVM context takes its state's: the String States test below)."""
+    model = ARTransformer(tfim(6, h=1.0).hilbert, layers=1, features=4, heads=1)
+    assert reuse_plan(model, tfim(6, h=1.0).hamiltonian) is None
+    plan = reuse_plan(model, tfim(6, h=1.0).hamiltonian, n_buckets=1)
+    assert plan is not None and plan.work_fraction() == 1.0
+    long = tfim(32, h=1.0)
+    plan = reuse_plan(ARTransformer(long.hilbert, layers=1, features=4, heads=1), long.hamiltonian)
+    assert plan is not None and len(plan.buckets[0]) == 4 and plan.work_fraction() <= prefix_reuse.MAX_AUTOMATIC_WORK
+
+
 def test_string_states_reuse_each_path_and_the_povm_lindbladian_ratios():
     """String States over four snakes on a 2×2 POVM problem: L_loc by reuse (per path) equals the generic strings,
     through `PovmContext.lp_ratios` — the path POVM-TDVP and the trapezoid use."""
@@ -120,7 +139,7 @@ def test_string_states_reuse_each_path_and_the_povm_lindbladian_ratios():
     base = ARTransformer(hi, layers=1, features=8, heads=2, phase=False, machine_pow=1)
     model = StringStates(base, string_paths("horizontal_snakes", (2, 2)))
     assert model.generation_steps().shape == (model.n_paths, 4) and model.n_paths > 1
-    states = {reuse: mc_state(StringStatesSampler(hi), model, prefix_reuse=reuse, n_samples=64, seed=2)
+    states = {reuse: mc_state(StringStatesSampler(hi), model, prefix_reuse=reuse, n_buckets=2, n_samples=64, seed=2)
               for reuse in (True, False)}
     assert isinstance(states[True], PrefixReuseMCState) and not isinstance(states[False], PrefixReuseMCState)
     contexts = {reuse: make_context(system, vs, None) for reuse, vs in states.items()}
@@ -149,7 +168,7 @@ def test_symmetrised_models_and_fermions_take_the_generic_path():
     assert abs(complex(vs.expect(fermions.hamiltonian).mean) - complex(plain.expect(fermions.hamiltonian).mean)) < 1e-12
 
 
-def test_netket_estimators_and_our_local_energy_use_the_reuse_kernel():
+def test_netket_estimators_and_our_local_energy_use_the_reuse_kernel(reuse_at_any_size):
     """expect_and_grad of a PrefixReuseMCState (chunked or not) equals the plain MCState's to round-off on the same
     samples, its kernel is the reuse one (one plan per operator: no recompilation), and `LocalEnergy.for_state`
     follows the state's choice."""
@@ -171,7 +190,7 @@ def test_netket_estimators_and_our_local_energy_use_the_reuse_kernel():
     assert float(jnp.abs(ref[1]).max()) > 1e-3
 
 
-def test_vmc_with_and_without_reuse_gives_the_same_parameters():
+def test_vmc_with_and_without_reuse_gives_the_same_parameters(reuse_at_any_size):
     """Five minSR steps, same seed. (Not the "sr" solver: NetKet's SR solves by CG to a tolerance of 1e-5, so a
     1e-14 change of the forces can change the iteration count — measured 7.7e-6 after one step.)"""
     system = dataclasses.replace(heisenberg(6), observables={})  # no observables to compile

@@ -66,6 +66,8 @@ class PovmContext:
         full_sum: sums over all 4^N outcomes instead of samples.
         prefix_reuse: evaluate P_θ at the connected strings by prefix reuse (`nqs.prefix_reuse`) when the model
             supports it (sampled mode).
+        reuse_buckets: the plan's bucket count (None: automatic, `nqs.prefix_reuse.ReusePlan.build`); a
+            `PrefixReuseMCState`'s `n_buckets`.
     """
 
     system: System
@@ -76,6 +78,7 @@ class PovmContext:
     n_samples: int
     full_sum: bool
     prefix_reuse: bool = False
+    reuse_buckets: int | None = None
 
     @property
     def n_sites(self) -> int:
@@ -137,7 +140,9 @@ class PovmContext:
     @functools.cached_property
     def reuse_plan(self) -> ReusePlan | None:
         """The prefix-reuse plan of the model and L's moves, or None (off, or a model without the protocol)."""
-        return ReusePlan.build(self.model, self.lindbladian.moves) if self.prefix_reuse else None
+        if not self.prefix_reuse:
+            return None
+        return ReusePlan.build(self.model, self.lindbladian.moves, self.reuse_buckets)
 
     def lp_ratios(self, params, a, log_p_ref, max_configs: int = LP_CHUNK_CONFIGS, log_p_a=None):
         """Σ_b L_ab P_θ(b) / exp(log_p_ref(a)) for outcome strings a (B, N).
@@ -217,7 +222,8 @@ def make_context(system: System, vstate: Any, povm: POVM | None) -> PovmContext:
         if not isinstance(sampler, nk.sampler.ARDirectSampler):
             raise TypeError("sampled POVM methods need the exact autoregressive sampler nk.sampler.ARDirectSampler")
         return PovmContext(system, lindbladian, model, model_state, sampler, int(vstate.n_samples), False,
-                           prefix_reuse=isinstance(vstate, PrefixReuseMCState))
+                           prefix_reuse=isinstance(vstate, PrefixReuseMCState),
+                           reuse_buckets=getattr(vstate, "n_buckets", None))
     raise TypeError(f"expected a netket FullSumState or MCState, got {type(vstate).__name__}")
 
 
