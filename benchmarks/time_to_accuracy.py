@@ -250,15 +250,26 @@ def launch(spec: dict, core: int, quiet: bool) -> dict:
     """Run `spec` in a fresh process pinned to `core`; its result row."""
     env = {**os.environ, "NQS_THREADS": "1"}
     cmd = ["taskset", "-c", str(core), sys.executable, __file__, "--one", json.dumps(spec)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, check=False)
-    if proc.returncode != 0:
-        return {**spec, "failed": proc.stderr[-2000:]}
-    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    limit = 2 * spec["budget"] + 600  # the budget is checked between steps: a model whose step takes minutes
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, check=False, timeout=limit)
+    except subprocess.TimeoutExpired:
+        row = {**spec, "failed": f"no result within {limit:.0f} s (a step, or the final evaluation, took minutes)"}
+    else:
+        row = (json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else
+               {**spec, "failed": proc.stderr[-2000:]})
     if not quiet:
-        reached = ", ".join(f"{k}: {v:.0f} s" if v is not None else f"{k}: -" for k, v in row["time_to"].items())
-        print(f"{key(row)} ({row['n_params']} params): {row['steps']} steps, best {row['best_error']:.2e}; {reached}",
-              flush=True)
+        print(f"{key(row)}: {describe(row)}", flush=True)
     return row
+
+
+def describe(row: dict) -> str:
+    """One line on a finished run."""
+    if "failed" in row:
+        return "failed: " + row["failed"].strip().splitlines()[-1]
+    reached = ", ".join(f"{k}: {v:.0f} s" if v is not None else f"{k}: -" for k, v in row["time_to"].items())
+    best = "-" if row["best_error"] is None else f"{row['best_error']:.2e}"
+    return f"{row['n_params']} params, {row['steps']} steps, best {best}; {reached}"
 
 
 def summary_table(rows: list[dict]) -> str:
