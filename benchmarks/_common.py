@@ -84,6 +84,36 @@ def machine() -> dict[str, Any]:
     }
 
 
+def count_parameters(model: Any, n_sites: int) -> int:
+    """Parameters of a Flax model on configurations of `n_sites` sites (shapes only, nothing is initialised)."""
+    import math
+
+    import jax.numpy as jnp
+
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, n_sites)))
+    return int(sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes.get("params", {}))))
+
+
+def closest_width(count: Callable[[int], int], target: int, max_width: int = 512) -> tuple[int, int]:
+    """(width, count(width)) with count(width) closest to `target`, for a parameter count that grows with the width
+    (bisection for the crossing)."""
+    counts: dict[int, int] = {}
+
+    def cached(w: int) -> int:
+        if w not in counts:
+            counts[w] = count(w)
+        return counts[w]
+
+    lo, hi = 1, max_width
+    if cached(lo) >= target:
+        return lo, cached(lo)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if cached(mid) < target else (lo, mid)
+    best = min((lo, hi), key=lambda w: abs(cached(w) - target))
+    return best, cached(best)
+
+
 def write_json(path: str | Path, data: dict) -> Path:
     data.setdefault("machine", {})["load_average_end"] = os.getloadavg()
     path = Path(path)

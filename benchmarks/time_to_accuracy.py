@@ -53,7 +53,7 @@ from pathlib import Path
 
 import _common  # noqa: F401  (first: switches NetKet's sharding off before NetKet loads)
 import numpy as np
-from _common import REPO, machine, table, write_json
+from _common import REPO, closest_width, count_parameters, machine, table, write_json
 
 THRESHOLDS = (1e-2, 1e-3, 1e-4)
 WINDOW = 10
@@ -123,29 +123,10 @@ def build_model(name: str, system, spec: str, width: int):
     raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
 
 
-def count_parameters(model, n_sites: int) -> int:
-    import jax
-    import jax.numpy as jnp
-
-    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, n_sites)))
-    return int(sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes["params"])))
-
-
 def match_width(name: str, spec: str, target: int) -> int:
-    """The size knob whose parameter count is closest to `target` (the count grows with it: bisection)."""
+    """The size knob whose parameter count is closest to `target`."""
     system = make_system(spec, name)
-    counts: dict[int, int] = {}
-
-    def count(w: int) -> int:
-        if w not in counts:
-            counts[w] = count_parameters(build_model(name, system, spec, w), system.n_sites)
-        return counts[w]
-
-    lo, hi = 1, 512
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if count(mid) < target else (lo, mid)
-    return min((lo, hi), key=lambda w: abs(count(w) - target))
+    return closest_width(lambda w: count_parameters(build_model(name, system, spec, w), system.n_sites), target)[0]
 
 
 def reference_energy(spec: str) -> tuple[float, str]:

@@ -61,7 +61,7 @@ import jax.scipy.sparse.linalg
 import netket as nk
 import netket.experimental as nkx
 import numpy as np
-from _common import machine, summary, table, timed, write_json
+from _common import closest_width, count_parameters, machine, summary, table, timed, write_json
 from netket.utils import HashableArray
 from netket.vqs.mc.common import force_to_grad
 
@@ -160,31 +160,10 @@ def hyper_parameters(name: str, width: int) -> dict[str, Any]:
     }[name]
 
 
-def count_parameters(model, n_sites: int) -> int:
-    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, n_sites)))
-    return int(sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes.get("params", {}))))
-
-
 def match_width(name: str, hilbert, lattice: str, L: int, target: int, max_width: int = 512) -> tuple[int, int]:
-    """(width, n_parameters) with n_parameters closest to `target`; the count grows with the width, so
-    a bisection finds the crossing."""
-    n = hilbert.size
-
-    @functools.cache
-    def count(w: int) -> int:
-        return count_parameters(build_model(name, hilbert, lattice, L, w), n)
-
-    lo, hi = 1, max_width
-    if count(lo) >= target:
-        return lo, count(lo)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if count(mid) < target:
-            lo = mid
-        else:
-            hi = mid
-    best = min((lo, hi), key=lambda w: abs(count(w) - target))
-    return best, count(best)
+    """(width, n_parameters) with n_parameters closest to `target`."""
+    return closest_width(lambda w: count_parameters(build_model(name, hilbert, lattice, L, w), hilbert.size), target,
+                         max_width)
 
 
 # -- phases ----------------------------------------------------------------------------------------
